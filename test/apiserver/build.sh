@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the real kube-apiserver, etcd and (optionally) kubectl that cloak's tests run, from the
+# Go modules pinned by test/apiserver/go.mod, and caches them as
+#   $CACHE_DIR/bin/kube-apiserver-<k8s version>, etcd-<etcd version>, kubectl-<k8s version>
+# A binary that is already cached is not rebuilt. Builds hold a lock and rename into place, so
+# concurrent callers (two make targets, two helpers) never see a half-written binary.
+#
+#   build.sh                 kube-apiserver and etcd
+#   build.sh kubectl         also kubectl
+#   build.sh --print-paths   print NAME=PATH lines for what would be used (builds nothing)
+#   build.sh --regen         regenerate go.mod's replace block for K8S_VERSION (needs the proxy)
+set -euo pipefail
+
+K8S_VERSION=v1.34.4
+here=$(cd "$(dirname "$0")" && pwd)
+CACHE_DIR=${CACHE_DIR:-/var/cache/cloak}
+GO=${GO:-/usr/local/go/bin/go}
+bin_dir=$CACHE_DIR/bin
+# Outside the work tree, shared by every Go build of the project; CI on the same machine reuses it.
+export GOMODCACHE=${CLOAK_GOMODCACHE:-$CACHE_DIR/go/mod}
+export GOCACHE=${CLOAK_GOCACHE:-$CACHE_DIR/go/build}
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+
+minor=${K8S_VERSION#v1.}
+minor=${minor%%.*}
+staging_version=v0.${K8S_VERSION#v1.}
+
+if [[ "${1:-}" == "--regen" ]]; then
+  mod=$(mktemp)
+  trap 'rm -f "$mod"' EXIT
+  (cd "$here" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null)
+  cp "$GOMODCACHE/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod" "$mod"
+  {
+    sed -n '1,/^module /p' "$here/go.mod"
+    printf '\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\ntool (\n' "$K8S_VERSION"
+    printf '\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\nreplace (\n'
+    awk '/=> \.\/staging/ {print "\t" $1 " => " $1 " '"$staging_version"'"}' "$mod"
+    printf ')\n'
+  } >"$here/go.mod.new"
+  mv "$here/go.mod.new" "$here/go.mod"
+  (cd "$here" && "$GO" mod tidy)
+  exit 0
+fi
+
+etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$here/go.mod")
+[[ -n "$etcd_version" ]] || { echo "build.sh: go.mod does not pin go.etcd.io/etcd/server/v3" >&2; exit 1; }
+grep -q "k8s.io/kubernetes $K8S_VERSION" "$here/go.mod" ||
+  { echo "build.sh: go.mod does not require k8s.io/kubernetes $K8S_VERSION (run build.sh --regen)" >&2; exit 1; }
+
+apiserver=$bin_dir/kube-apiserver-$K8S_VERSION
+etcd=$bin_dir/etcd-$etcd_version
+kubectl=$bin_dir/kubectl-$K8S_VERSION
+
+if [[ "${1:-}" == "--print-paths" ]]; then
+  printf 'KUBE_APISERVER=%s\nETCD=%s\nKUBECTL=%s\n' "$apiserver" "$etcd" "$kubectl"
+  exit 0
+fi
+
+wanted=("$apiserver" "$etcd")
+[[ "${1:-}" == "kubectl" ]] && wanted+=("$kubectl")
+missing=0
+for f in "${wanted[@]}"; do [[ -x "$f" ]] || missing=1; done
+[[ $missing -eq 0 ]] && exit 0
+
+mkdir -p "$bin_dir"
+exec 9>"$bin_dir/.build.lock"
+flock 9
+
+# The version the binaries report (kubectl's skew warning, /version) instead of v0.0.0-master.
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags+=" -X $pkg.gitTreeState=clean"
+done
+
+build() { # build <output> <package>
+  local out=$1 pkg=$2
+  [[ -x "$out" ]] && return 0
+  local started=$SECONDS
+  echo "build.sh: building $pkg -> $out"
+  (cd "$here" && "$GO" build -trimpath -ldflags "$ldflags" -o "$out.tmp.$$" "$pkg")
+  mv -f "$out.tmp.$$" "$out"
+  echo "build.sh: built $(basename "$out") in $((SECONDS - started)) s"
+}
+
+build "$apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+build "$etcd" go.etcd.io/etcd/server/v3
+[[ "${1:-}" == "kubectl" ]] && build "$kubectl" k8s.io/kubernetes/cmd/kubectl
+exit 0
