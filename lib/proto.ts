@@ -7,8 +7,24 @@ import { packageRoot } from "./paths.js";
 
 const protoDir = join(packageRoot(), "proto");
 
-/** The same options the type generator used, so proto/gen's types match what arrives. */
-const loaderOptions: Options = JSON.parse(readFileSync(join(protoDir, "loader-options.json"), "utf8")) as Options;
+/**
+ * The same options the type generator used, so proto/gen's types match what arrives. The JSON
+ * names the types ("String"); at run time proto-loader (protobufjs' toObject) compares with the
+ * constructors themselves (`options.enums === String`), so the names are turned into them here —
+ * left as strings, enums would arrive as numbers and int64 as Long objects.
+ */
+const loaderOptions: Options = withConstructors(
+  JSON.parse(readFileSync(join(protoDir, "loader-options.json"), "utf8")) as Record<string, unknown>,
+);
+
+function withConstructors(raw: Record<string, unknown>): Options {
+  const constructors: Record<string, unknown> = { String, Number };
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    out[key] = typeof value === "string" && value in constructors ? constructors[value] : value;
+  }
+  return out as Options;
+}
 
 /**
  * Loads one of proto/*.proto. `T` is the generated ProtoGrpcType of that file
