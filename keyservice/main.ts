@@ -1,0 +1,56 @@
+import { pino } from "pino";
+import { CloakError, InvalidArgumentError } from "../lib/errors.js";
+import { stopOnSignals } from "../lib/grpc-server.js";
+import { createLogger } from "../lib/log.js";
+import { KeyMaterialError } from "../lib/data-key.js";
+import { parseKeyServiceArgs, USAGE } from "./config.js";
+import { startKeyService } from "./server.js";
+
+/**
+ * `cloak keyservice`: runs until SIGTERM/SIGINT. Exit status 2 for a bad command line, 1 when
+ * startup is refused (bad secret, certificate or allow-list files), each with a message that
+ * names the problem.
+ */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = parseKeyServiceArgs(argv);
+  } catch (err) {
+    if (!(err instanceof InvalidArgumentError)) throw err;
+    process.stderr.write(`cloak keyservice: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  // Asynchronous writes: the audit line of a request must not wait for stdout. A line is lost
+  // only if the process dies before its event loop turns once more; SIGTERM flushes.
+  const destination = pino.destination({ dest: 1, sync: false });
+  const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
+  const audit = logger.child({ audit: true });
+  let service;
+  try {
+    service = await startKeyService({ config, logger, audit });
+  } catch (err) {
+    if (!(err instanceof KeyMaterialError || err instanceof CloakError)) throw err;
+    logger.fatal({ err: err.message }, "startup refused");
+    destination.flushSync();
+    process.stderr.write(`cloak keyservice: startup refused: ${err.message}\n`);
+    return 1;
+  }
+  const running = service;
+  stopOnSignals(
+    [
+      {
+        stop: async () => {
+          await running.stop();
+          destination.flushSync();
+        },
+      },
+    ],
+    logger,
+  );
+  // Serves until a signal stops the process.
+  return new Promise<number>(() => undefined);
+}

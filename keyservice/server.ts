@@ -1,0 +1,158 @@
+import { experimental } from "@grpc/grpc-js";
+import { readKeyMaterial } from "../lib/data-key.js";
+import { toGrpcHandlers } from "../lib/grpc-handler.js";
+import { startGrpcServer, type Endpoint, type RunningServer } from "../lib/grpc-server.js";
+import type { Logger } from "../lib/log.js";
+import { loadProto } from "../lib/proto.js";
+import { TlsFileWatcher } from "../lib/tls-files.js";
+import type { ProtoGrpcType as HealthProto } from "../proto/gen/health.js";
+import type { ProtoGrpcType as KeyServiceProto } from "../proto/gen/keyservice.js";
+import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
+import { openAllowSource } from "./allow-source.js";
+import type { KeyServiceConfig } from "./config.js";
+import { HealthStatus, healthHandlers } from "./health.js";
+import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
+import { keyServiceHandlers } from "./service.js";
+
+export const KEY_SERVICE_NAME = "cloak.keyservice.v1.KeyService";
+
+export interface RunningKeyService {
+  /** What the gRPC server bound (the port the kernel chose for port 0). */
+  readonly endpoint: Endpoint;
+  /** The metrics/health HTTP port, when enabled. */
+  readonly metricsPort: number | undefined;
+  readonly metrics: KeyServiceMetrics;
+  /** Checks the certificate and allow-list files now (tests; a poll does it otherwise). */
+  reload(): Promise<void>;
+  /** NOT_SERVING, drain, close everything, wipe the secrets. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartKeyServiceOptions {
+  readonly config: KeyServiceConfig;
+  /** Operational log lines. */
+  readonly logger: Logger;
+  /** The audit trail; the operational logger when unset. */
+  readonly audit?: Logger;
+}
+
+/**
+ * Starts the key service. Everything that can be wrong with its inputs (secret files, TLS
+ * files, allow-list) is found here, before anything listens, and throws with a message that
+ * names the file and the fix.
+ */
+export async function startKeyService(options: StartKeyServiceOptions): Promise<RunningKeyService> {
+  const { config, logger } = options;
+  const audit = options.audit ?? logger;
+  const masterSecret = await readKeyMaterial(config.masterSecretFile, "master secret");
+  const cleanups: (() => Promise<void> | void)[] = [
+    () => {
+      masterSecret.fill(0);
+    },
+  ];
+  const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) await fn();
+  };
+  try {
+    const salt = await readKeyMaterial(config.saltFile, "salt");
+    cleanups.push(() => {
+      salt.fill(0);
+    });
+    const allow = await openAllowSource({ entries: config.allow, file: config.allowFile, pollMs: config.reloadMs, logger });
+    cleanups.push(() => allow.close());
+
+    const metrics = new KeyServiceMetrics();
+    let watcher: TlsFileWatcher | undefined;
+    if (config.tls) {
+      const { certFile, keyFile, clientCaFile } = config.tls;
+      const tls = await TlsFileWatcher.open({
+        files: { certFile, keyFile, caFile: clientCaFile },
+        logger: logger.child({ tls: "server" }),
+        pollMs: config.reloadMs,
+      });
+      watcher = tls;
+      cleanups.push(() => tls.close());
+      const showExpiry = (): void => {
+        const leaf = tls.current().leaf;
+        if (leaf) metrics.setCertificateExpiry(new Date(leaf.validTo));
+      };
+      showExpiry();
+      tls.addIdentityCertificateListener(showExpiry);
+    } else {
+      logger.warn(
+        { endpoint: config.listen },
+        "INSECURE DEVELOPMENT MODE: no TLS and no authorisation; any local process can get any key",
+      );
+    }
+
+    const health = new HealthStatus([KEY_SERVICE_NAME]);
+    const keyProto = loadProto<KeyServiceProto>("keyservice.proto");
+    const healthProto = loadProto<HealthProto>("health.proto");
+    const keyDefinition = keyProto.cloak.keyservice.v1.KeyService.service;
+    // The audit line is this service's one line per request; the generic per-call line of
+    // toGrpcHandlers would repeat it, so that logger reports only internal errors.
+    const quietCallLog = logger.child({}, { level: "error" });
+    const implementation = toGrpcHandlers<KeyServiceHandlers>(
+      KEY_SERVICE_NAME,
+      keyDefinition,
+      keyServiceHandlers({
+        masterSecret,
+        salt,
+        authMode: config.tls ? "mtls" : "insecure-dev",
+        allowList: () => allow.current(),
+        audit,
+        observe: (result, seconds) => metrics.observe(result, seconds),
+      }),
+      quietCallLog,
+    );
+    const credentials = watcher
+      ? // grpc-js names these parameters the other way round; each provider serves both roles here.
+        experimental.createCertificateProviderServerCredentials(watcher, watcher, true)
+      : undefined;
+    const server: RunningServer = await startGrpcServer({
+      endpoint: config.listen,
+      logger,
+      drainMs: config.drainMs,
+      ...(credentials ? { credentials } : {}),
+      services: [
+        { definition: keyDefinition, implementation },
+        { definition: healthProto.grpc.health.v1.Health.service, implementation: healthHandlers(health) },
+      ],
+    });
+    cleanups.push(() => server.stop());
+
+    let http: RunningHttpEndpoint | undefined;
+    if (config.metricsListen) {
+      http = await startHttpEndpoint({
+        endpoint: config.metricsListen,
+        metrics,
+        ready: () => health.get("") === "SERVING",
+        logger,
+      });
+      const running = http;
+      cleanups.push(() => running.stop());
+    }
+    health.setAll("SERVING");
+
+    let stopping: Promise<void> | undefined;
+    return {
+      endpoint: server.endpoint,
+      metricsPort: http?.port,
+      metrics,
+      async reload() {
+        await watcher?.check();
+        await allow.check();
+      },
+      stop() {
+        stopping ??= (async () => {
+          health.setAll("NOT_SERVING");
+          await cleanup();
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
