@@ -1,0 +1,184 @@
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { InvalidArgumentError } from "../lib/errors.js";
+import { isPrefix, type Family } from "./cidr.js";
+
+/**
+ * netd's settings: flags, with NODE_NAME from the environment (the downward API). Defaults
+ * are chosen not to collide with the other meshes a cluster may run: Cilium's 51871 and
+ * `cilium_wg0`, Calico's, flannel's and Kilo's 51820/51821.
+ */
+export interface NetdConfig {
+  readonly nodeName: string;
+  /** undefined: in-cluster config (the service account), else this kubeconfig file. */
+  readonly kubeconfig: string | undefined;
+  readonly iface: string;
+  readonly listenPort: number;
+  readonly stateDir: string;
+  readonly keyFile: string;
+  /** undefined: underlay MTU minus `mtuOverhead`. */
+  readonly mtu: number | undefined;
+  readonly mtuOverhead: number;
+  readonly implementation: "auto" | "kernel" | "userspace";
+  readonly wireguardGo: string;
+  readonly table: number;
+  readonly rulePriority: number;
+  readonly fwmark: number;
+  readonly fwmask: number;
+  readonly nodeEncryption: boolean;
+  readonly strict: boolean;
+  readonly strictCIDRs: readonly string[];
+  /** undefined: the family of this node's first InternalIP. */
+  readonly endpointFamily: Family | undefined;
+  readonly persistentKeepalive: number | undefined;
+  readonly resyncIntervalMs: number;
+  /** host:port for /healthz, /metrics and /status; "" turns the server off. */
+  readonly metricsAddress: string;
+  readonly nftTable: string;
+}
+
+export const DEFAULTS = {
+  iface: "cloak-wg0",
+  listenPort: 51872,
+  stateDir: "/var/lib/cloak/netd",
+  // IPv6 outer header 40 + UDP 8 + WireGuard data header 16 + Poly1305 tag 16. WireGuard pads
+  // the plaintext to 16 bytes but never past the interface MTU, so padding adds nothing here:
+  // test/host/netd measures a full-size packet arriving unfragmented with exactly this overhead.
+  mtuOverhead: 80,
+  table: 51872,
+  rulePriority: 5172,
+  fwmark: 0xc10000,
+  fwmask: 0xff0000,
+  resyncIntervalMs: 30_000,
+  metricsAddress: "0.0.0.0:9478",
+  nftTable: "cloak-netd",
+  wireguardGo: "wireguard-go",
+} as const;
+
+export const USAGE = `usage: cloak netd <command> [flags]
+
+commands:
+  run          run the agent (the DaemonSet's container)
+  status       print the running agent's peer table
+  rotate-key   replace this node's key (signals the running agent, else rewrites the key file)
+  cleanup      remove everything netd added on this node (uninstall); --purge also deletes the key
+
+flags (all commands take them; defaults in brackets):
+  --node-name NAME            this node [$NODE_NAME]
+  --kubeconfig PATH           kubeconfig file [in-cluster service account]
+  --interface NAME            WireGuard interface [${DEFAULTS.iface}]
+  --port N                    WireGuard listen port [${DEFAULTS.listenPort}]
+  --state-dir DIR             where the private key lives (a hostPath) [${DEFAULTS.stateDir}]
+  --key-file PATH             private key file [<state-dir>/private.key]
+  --mtu N                     interface MTU [underlay MTU - overhead]
+  --mtu-overhead N            bytes WireGuard adds [${DEFAULTS.mtuOverhead}]
+  --implementation auto|kernel|userspace   [auto: kernel module if present, else wireguard-go]
+  --wireguard-go PATH         the userspace implementation [${DEFAULTS.wireguardGo}]
+  --table N                   routing table for tunnelled prefixes [${DEFAULTS.table}]
+  --rule-priority N           priority of netd's ip rules [${DEFAULTS.rulePriority}]
+  --fwmark N --fwmark-mask N  mark on WireGuard's own packets [0x${DEFAULTS.fwmark.toString(16)}/0x${DEFAULTS.fwmask.toString(16)}]
+  --node-encryption           also encrypt node-to-node traffic (peers' InternalIPs)
+  --strict                    drop plain-text traffic to and from remote pod CIDRs (nftables)
+  --strict-cidr CIDR          extra prefix strict mode protects (repeatable)
+  --endpoint-family ipv4|ipv6 which InternalIP is a peer's endpoint [this node's first]
+  --persistent-keepalive N    seconds [off]
+  --resync-interval SECONDS   full compare with the live state [${DEFAULTS.resyncIntervalMs / 1000}]
+  --metrics-address HOST:PORT /healthz, /metrics, /status; "" disables [${DEFAULTS.metricsAddress}]
+  --nft-table NAME            nftables table (inet) for strict mode [${DEFAULTS.nftTable}]
+  --purge                     cleanup: also delete the key file and the Node annotations
+`;
+
+export interface ParsedCommand {
+  readonly command: string;
+  readonly config: NetdConfig;
+  readonly purge: boolean;
+}
+
+export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedCommand {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        "node-name": { type: "string" },
+        kubeconfig: { type: "string" },
+        interface: { type: "string" },
+        port: { type: "string" },
+        "state-dir": { type: "string" },
+        "key-file": { type: "string" },
+        mtu: { type: "string" },
+        "mtu-overhead": { type: "string" },
+        implementation: { type: "string" },
+        "wireguard-go": { type: "string" },
+        table: { type: "string" },
+        "rule-priority": { type: "string" },
+        fwmark: { type: "string" },
+        "fwmark-mask": { type: "string" },
+        "node-encryption": { type: "boolean" },
+        strict: { type: "boolean" },
+        "strict-cidr": { type: "string", multiple: true },
+        "endpoint-family": { type: "string" },
+        "persistent-keepalive": { type: "string" },
+        "resync-interval": { type: "string" },
+        "metrics-address": { type: "string" },
+        "nft-table": { type: "string" },
+        purge: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  const v = parsed.values;
+  const command = v.help ? "help" : (parsed.positionals[0] ?? "help");
+  if (parsed.positionals.length > 1) throw new InvalidArgumentError(`unexpected argument ${JSON.stringify(parsed.positionals[1])}`);
+  const stateDir = v["state-dir"] ?? DEFAULTS.stateDir;
+  const implementation = v.implementation ?? "auto";
+  if (implementation !== "auto" && implementation !== "kernel" && implementation !== "userspace") {
+    throw new InvalidArgumentError(`--implementation must be auto, kernel or userspace, not ${JSON.stringify(implementation)}`);
+  }
+  const family = v["endpoint-family"];
+  if (family !== undefined && family !== "ipv4" && family !== "ipv6") {
+    throw new InvalidArgumentError(`--endpoint-family must be ipv4 or ipv6, not ${JSON.stringify(family)}`);
+  }
+  const strictCIDRs = v["strict-cidr"] ?? [];
+  for (const c of strictCIDRs) if (!isPrefix(c)) throw new InvalidArgumentError(`--strict-cidr ${JSON.stringify(c)} is not a prefix`);
+  const iface = v.interface ?? DEFAULTS.iface;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(iface)) throw new InvalidArgumentError(`--interface ${JSON.stringify(iface)} is not a valid link name`);
+  const config: NetdConfig = {
+    nodeName: v["node-name"] ?? env["NODE_NAME"] ?? "",
+    kubeconfig: v.kubeconfig ?? env["KUBECONFIG"],
+    iface,
+    listenPort: int(v.port, DEFAULTS.listenPort, "--port", 1, 65535),
+    stateDir,
+    keyFile: v["key-file"] ?? join(stateDir, "private.key"),
+    mtu: v.mtu === undefined ? undefined : int(v.mtu, 0, "--mtu", 1280, 65535),
+    mtuOverhead: int(v["mtu-overhead"], DEFAULTS.mtuOverhead, "--mtu-overhead", 0, 200),
+    implementation,
+    wireguardGo: v["wireguard-go"] ?? DEFAULTS.wireguardGo,
+    table: int(v.table, DEFAULTS.table, "--table", 1, 0xfffffffe),
+    rulePriority: int(v["rule-priority"], DEFAULTS.rulePriority, "--rule-priority", 1, 32765),
+    fwmark: int(v.fwmark, DEFAULTS.fwmark, "--fwmark", 1, 0xffffffff),
+    fwmask: int(v["fwmark-mask"], DEFAULTS.fwmask, "--fwmark-mask", 1, 0xffffffff),
+    nodeEncryption: v["node-encryption"] ?? false,
+    strict: v.strict ?? false,
+    strictCIDRs,
+    endpointFamily: family === undefined ? undefined : family === "ipv4" ? 4 : 6,
+    persistentKeepalive: v["persistent-keepalive"] === undefined ? undefined : int(v["persistent-keepalive"], 0, "--persistent-keepalive", 1, 65535),
+    resyncIntervalMs: int(v["resync-interval"], DEFAULTS.resyncIntervalMs / 1000, "--resync-interval", 1, 86400) * 1000,
+    metricsAddress: v["metrics-address"] ?? DEFAULTS.metricsAddress,
+    nftTable: v["nft-table"] ?? DEFAULTS.nftTable,
+  };
+  if ((config.fwmark & config.fwmask) !== config.fwmark) {
+    throw new InvalidArgumentError("--fwmark has bits outside --fwmark-mask");
+  }
+  return { command, config, purge: v.purge ?? false };
+}
+
+function int(text: string | undefined, fallback: number, flag: string, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be an integer from ${min} to ${max}, not ${JSON.stringify(text)}`);
+  return n;
+}

@@ -1,0 +1,207 @@
+import type { Runner } from "../lib/exec.js";
+import type { Logger } from "../lib/log.js";
+import { diffDevice, diffRoutes, diffRules } from "./diff.js";
+import type { KeyPair } from "./keys.js";
+import type { Plan } from "./plan.js";
+import * as ip from "./tools/ip.js";
+import * as nft from "./tools/nft.js";
+import * as wg from "./tools/wg.js";
+
+/**
+ * The effects half of netd: reads what is live (`wg show dump`, `ip -j route/rule`,
+ * `nft -j list`) and applies only the difference from the plan. Nothing here tears the
+ * interface down except {@link Dataplane.cleanup}.
+ */
+
+export type Implementation = "kernel" | "userspace";
+
+export interface DataplaneOptions {
+  readonly runner: Runner;
+  readonly logger: Logger;
+  readonly iface: string;
+  readonly listenPort: number;
+  readonly fwmark: number;
+  readonly fwmask: number;
+  readonly table: number;
+  readonly rulePriority: number;
+  /** "auto": the kernel module when `ip link add type wireguard` works, else wireguard-go. */
+  readonly implementation: "auto" | Implementation;
+  readonly wireguardGo: string;
+  readonly nftTable: string;
+}
+
+export interface ApplyResult {
+  readonly peersChanged: number;
+  readonly routesChanged: number;
+  readonly rulesChanged: number;
+  readonly strictChanged: boolean;
+  readonly keyChanged: boolean;
+  readonly device: wg.LiveDevice;
+}
+
+/** The two rules (IPv4, IPv6): everything but WireGuard's own marked packets consults netd's table. */
+export function desiredRules(o: Pick<DataplaneOptions, "fwmark" | "fwmask" | "table" | "rulePriority">): ip.Rule[] {
+  return ([4, 6] as const).map((family) => ({
+    family,
+    priority: o.rulePriority,
+    table: o.table,
+    fwmark: o.fwmark,
+    fwmask: o.fwmask,
+    invert: true,
+  }));
+}
+
+export class Dataplane {
+  private implementationInUse: Implementation | undefined;
+
+  constructor(private readonly o: DataplaneOptions) {}
+
+  get implementation(): Implementation | undefined {
+    return this.implementationInUse;
+  }
+
+  /** Creates the interface if it is missing; sets its MTU and brings it up when they differ. */
+  async ensureInterface(mtu: number): Promise<{ created: boolean; implementation: Implementation }> {
+    const { runner, iface, logger } = this.o;
+    let link = ip.parseLinkShow(await runner(ip.linkShow(iface)));
+    let created = false;
+    if (!link) {
+      const implementation = await this.create();
+      created = true;
+      link = ip.parseLinkShow(await runner(ip.linkShow(iface)));
+      if (!link) throw new Error(`interface ${iface} did not appear after creating it with ${implementation}`);
+      logger.info({ iface, implementation }, "created WireGuard interface");
+    }
+    this.implementationInUse ??= link.kind === "wireguard" ? "kernel" : "userspace";
+    if (link.mtu !== mtu || !link.up) {
+      await runner(ip.linkSet(iface, { mtu, up: true }));
+      if (link.mtu !== mtu) logger.info({ iface, mtu, was: link.mtu }, "set interface MTU");
+    }
+    return { created, implementation: this.implementationInUse };
+  }
+
+  private async create(): Promise<Implementation> {
+    const { runner, iface, logger, implementation } = this.o;
+    if (implementation !== "userspace") {
+      try {
+        await runner(ip.linkAddWireGuard(iface));
+        this.implementationInUse = "kernel";
+        return "kernel";
+      } catch (err) {
+        if (implementation === "kernel") throw err;
+        logger.info({ iface, err: (err as Error).message }, "kernel WireGuard unavailable; using wireguard-go");
+      }
+    }
+    // wireguard-go detaches itself and keeps running after this call returns; it serves the
+    // same `wg` interface through its socket in /var/run/wireguard.
+    await runner({ file: this.o.wireguardGo, args: [iface], timeoutMs: 30_000 });
+    this.implementationInUse = "userspace";
+    return "userspace";
+  }
+
+  async readDevice(): Promise<wg.LiveDevice> {
+    return wg.parseDump((await this.o.runner(wg.showDump(this.o.iface))).stdout);
+  }
+
+  /** Brings everything live in line with the plan, touching only what differs. */
+  async apply(plan: Plan, keys: KeyPair, strict: boolean): Promise<ApplyResult> {
+    const { runner, iface, table } = this.o;
+
+    // Strict rules first: nothing may leave in plain text while peers are being set up.
+    let strictChanged = false;
+    const liveTable = nft.parseListTable(await runner(nft.listTable(this.o.nftTable)));
+    if (strict && plan.strict) {
+      const rules = { table: this.o.nftTable, iface, ...plan.strict };
+      if (!nft.isCurrent(liveTable, rules)) {
+        await runner(nft.replaceTable(rules));
+        strictChanged = true;
+      }
+    } else if (liveTable) {
+      await runner(nft.deleteTable(this.o.nftTable));
+      strictChanged = true;
+    }
+
+    const live = await this.readDevice();
+    const change = diffDevice(live, {
+      publicKey: keys.publicKey,
+      privateKey: keys.privateKey,
+      listenPort: this.o.listenPort,
+      fwmark: this.o.fwmark,
+      peers: plan.peers,
+    });
+    if (!wg.isEmptyChange(change)) await runner(wg.set(iface, change));
+
+    const liveRoutes = [
+      ...ip.parseRouteShow(await runner(ip.routeShow(4, table))),
+      ...ip.parseRouteShow(await runner(ip.routeShow(6, table))),
+    ];
+    const routeChanges = diffRoutes(liveRoutes, plan.routes, iface, table);
+    if (routeChanges.length > 0) await runner(ip.routeBatch(routeChanges));
+
+    const liveRules = [
+      ...ip.parseRuleShow(4, (await runner(ip.ruleShow(4))).stdout),
+      ...ip.parseRuleShow(6, (await runner(ip.ruleShow(6))).stdout),
+    ];
+    const rules = diffRules(liveRules, desiredRules(this.o), table);
+    for (const r of rules.add) await runner(ip.ruleAdd(r));
+    for (const r of rules.remove) await runner(ip.ruleDelete(r));
+
+    return {
+      peersChanged: change.peers.length,
+      routesChanged: routeChanges.length,
+      rulesChanged: rules.add.length + rules.remove.length,
+      strictChanged,
+      keyChanged: change.privateKey !== undefined,
+      device: wg.isEmptyChange(change) ? live : await this.readDevice(),
+    };
+  }
+
+  /** Finds the MTU of the link that holds `address` (the node's InternalIP). */
+  async underlayMtu(addresses: readonly string[]): Promise<{ iface: string; mtu: number } | undefined> {
+    const all = ip.parseAddrShow((await this.o.runner(ip.addrShow())).stdout);
+    for (const address of addresses) {
+      const hit = all.find((a) => a.address === address);
+      if (hit) return { iface: hit.iface, mtu: hit.mtu };
+    }
+    return undefined;
+  }
+
+  /** The smallest MTU among links with a global address (not loopback, not netd's own link). */
+  async smallestUnderlayMtu(): Promise<number | undefined> {
+    const all = ip.parseAddrShow((await this.o.runner(ip.addrShow())).stdout).filter(
+      (a) => a.iface !== this.o.iface && !/^(127\.|::1$|fe80:)/i.test(a.address),
+    );
+    return all.length === 0 ? undefined : Math.min(...all.map((a) => a.mtu));
+  }
+
+  /** Removes everything netd ever added: for uninstall, never on a normal stop. */
+  async cleanup(): Promise<string[]> {
+    const { runner, iface, table } = this.o;
+    const done: string[] = [];
+    const liveRules = [
+      ...ip.parseRuleShow(4, (await runner(ip.ruleShow(4))).stdout),
+      ...ip.parseRuleShow(6, (await runner(ip.ruleShow(6))).stdout),
+    ].filter((r) => r.table === table);
+    for (const r of liveRules) {
+      await runner(ip.ruleDelete(r));
+      done.push(`rule ${r.family === 6 ? "-6 " : ""}priority ${r.priority} table ${r.table}`);
+    }
+    const routes = [
+      ...ip.parseRouteShow(await runner(ip.routeShow(4, table))),
+      ...ip.parseRouteShow(await runner(ip.routeShow(6, table))),
+    ];
+    if (routes.length > 0) {
+      await runner(ip.routeBatch(routes.map((r) => ({ op: "delete", dst: r.dst, table }))));
+      done.push(`${routes.length} routes in table ${table}`);
+    }
+    if (nft.parseListTable(await runner(nft.listTable(this.o.nftTable)))) {
+      await runner(nft.deleteTable(this.o.nftTable));
+      done.push(`nftables table ${nft.TABLE_FAMILY} ${this.o.nftTable}`);
+    }
+    if (ip.parseLinkShow(await runner(ip.linkShow(iface)))) {
+      await runner(ip.linkDelete(iface));
+      done.push(`interface ${iface}`);
+    }
+    return done;
+  }
+}
