@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { pino } from "pino";
 import { CloakError, InvalidArgumentError } from "../lib/errors.js";
 import { stopOnSignals } from "../lib/grpc-server.js";
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof KeyMaterialError || err instanceof CloakError)) throw err;
     logger.fatal({ err: err.message }, "startup refused");
-    destination.flushSync();
+    await drainLog(destination);
     process.stderr.write(`cloak keyservice: startup refused: ${err.message}\n`);
     return 1;
   }
@@ -45,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
       {
         stop: async () => {
           await running.stop();
-          destination.flushSync();
+          await drainLog(destination);
         },
       },
     ],
@@ -53,4 +54,14 @@ export async function main(argv: string[]): Promise<number> {
   );
   // Serves until a signal stops the process.
   return new Promise<number>(() => undefined);
+}
+
+/**
+ * Waits until every queued line is written. (flushSync would write the queue while an
+ * asynchronous write is still in flight, and lines could land out of order.)
+ */
+async function drainLog(destination: ReturnType<typeof pino.destination>): Promise<void> {
+  const closed = once(destination, "close");
+  destination.end();
+  await closed;
 }

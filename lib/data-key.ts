@@ -44,8 +44,11 @@ export const MIN_KEY_MATERIAL_BYTES = 32;
  */
 export async function readKeyMaterial(path: string, what: string): Promise<Buffer> {
   let mode: number;
+  let isRegularFile: boolean;
   try {
-    mode = (await stat(path)).mode;
+    const info = await stat(path);
+    mode = info.mode;
+    isRegularFile = info.isFile();
     await access(path, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
@@ -56,7 +59,17 @@ export async function readKeyMaterial(path: string, what: string): Promise<Buffe
       `${what} file ${path} is world-readable (mode ${(mode & 0o777).toString(8)}); make it 0400 or 0440`,
     );
   }
-  const bytes = await readFile(path);
+  if (!isRegularFile) {
+    throw new KeyMaterialError(`${what} file ${path} is not a regular file`);
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    // access() as root says yes to nearly anything; the read itself is the real test.
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new KeyMaterialError(`${what} file ${path} cannot be read (${code})`);
+  }
   if (bytes.length < MIN_KEY_MATERIAL_BYTES) {
     bytes.fill(0);
     throw new KeyMaterialError(`${what} file ${path} holds ${bytes.length} bytes; at least ${MIN_KEY_MATERIAL_BYTES} are required`);
