@@ -1,3 +1,57 @@
-export function main(_argv: string[]): Promise<number> {
-  return Promise.reject(new Error("the CSI plugin is being written"));
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createRunner } from "../lib/exec.js";
+import { toGrpcHandlers } from "../lib/grpc-handler.js";
+import { startGrpcServer, stopOnSignals } from "../lib/grpc-server.js";
+import { createLogger } from "../lib/log.js";
+import { packageRoot } from "../lib/paths.js";
+import { loadProto } from "../lib/proto.js";
+import type { ProtoGrpcType } from "../proto/gen/csi.js";
+import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
+import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
+import { CSI_USAGE, parseCsiConfig } from "./config.js";
+import { createLocalNodeSource } from "./disk/local/node-source.js";
+import { createIdentityService } from "./identity.js";
+import { createFileKeySource } from "./keys/file-key-source.js";
+import { LuksDevices } from "./luks/luks-device.js";
+import { createNodeService } from "./node/node-service.js";
+import { VolumeLocks } from "./volume-locks.js";
+
+/** `cloak csi`: the CSI plugin. Runs until SIGTERM/SIGINT. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(CSI_USAGE);
+    return 0;
+  }
+  const config = parseCsiConfig(argv, process.env);
+  const log = createLogger({ component: "csi", level: config.logLevel });
+  const version = (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+  const run = createRunner({ logger: log.child({ scope: "exec" }) });
+  const keys = await createFileKeySource({ dir: config.keySource.dir });
+  const disks = createLocalNodeSource({ dir: config.volumesDir, run });
+  const luks = new LuksDevices({ run, keys, bypassWorkqueues: config.bypassWorkqueues });
+  const locks = new VolumeLocks();
+
+  const csi = loadProto<ProtoGrpcType>("csi.proto").csi.v1;
+  const identity = createIdentityService({ name: config.driverName, version, controller: false, topology: true, run, keys });
+  const node = createNodeService({
+    nodeId: config.nodeId,
+    maxVolumesPerNode: config.maxVolumesPerNode,
+    allowedPathRoots: config.allowedPathRoots,
+    run,
+    luks,
+    disks,
+    locks,
+  });
+  const server = await startGrpcServer({
+    endpoint: config.endpoint,
+    logger: log,
+    services: [
+      { definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) },
+      { definition: csi.Node.service, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, node, log) },
+    ],
+  });
+  log.info({ driver: config.driverName, version, nodeId: config.nodeId, keySource: keys.kind, diskSource: disks.kind }, "cloak CSI plugin started");
+  stopOnSignals([server, { stop: () => keys.close() }], log);
+  return new Promise<number>(() => undefined);
 }

@@ -1,0 +1,130 @@
+import type { Command } from "../../lib/exec.js";
+import { LUKS_FORMAT, type LuksLabel } from "./policy.js";
+
+/**
+ * cryptsetup invocations as data. Passphrases always travel on stdin (`--key-file -`, which
+ * reads stdin to EOF, so binary keys are safe) and never in argv.
+ */
+
+const CRYPTSETUP = "cryptsetup";
+
+/** Exit statuses documented in cryptsetup(8). */
+export const CRYPTSETUP_EXIT = {
+  wrongParameters: 1,
+  noPermission: 2,
+  outOfMemory: 3,
+  wrongDevice: 4,
+  deviceBusy: 5,
+} as const;
+
+export interface FormatSpec {
+  readonly device: string;
+  /** Becomes the LUKS UUID, which is also the key id. */
+  readonly uuid: string;
+  readonly passphrase: Buffer;
+  readonly integrity: boolean;
+}
+
+export function luksFormat(spec: FormatSpec): Command {
+  const args = [
+    "luksFormat",
+    "--batch-mode",
+    "--type", LUKS_FORMAT.type,
+    "--cipher", LUKS_FORMAT.cipher,
+    "--key-size", String(LUKS_FORMAT.keySizeBits),
+    "--sector-size", String(LUKS_FORMAT.sectorSize),
+    "--hash", LUKS_FORMAT.hash,
+    "--pbkdf", LUKS_FORMAT.pbkdf,
+    "--pbkdf-force-iterations", String(LUKS_FORMAT.pbkdfIterations),
+    "--uuid", spec.uuid,
+    "--label", "fresh" satisfies LuksLabel,
+    "--subsystem", LUKS_FORMAT.subsystem,
+    "--key-file", "-",
+  ];
+  // dm-integrity must initialise its tags, a full write of the device: minutes for large ones.
+  if (spec.integrity) args.push("--integrity", LUKS_FORMAT.integrityArgument);
+  return { file: CRYPTSETUP, args: [...args, spec.device], input: spec.passphrase, timeoutMs: spec.integrity ? 3_600_000 : 120_000 };
+}
+
+export function luksDumpJson(device: string): Command {
+  return { file: CRYPTSETUP, args: ["luksDump", "--dump-json-metadata", device] };
+}
+
+export interface OpenSpec {
+  readonly device: string;
+  readonly name: string;
+  readonly passphrase: Buffer;
+  /**
+   * Bypass dm-crypt's read/write workqueues. Faster on fast devices (what Constellation
+   * enables), measured by bench/; off by default until the benchmark says otherwise here.
+   */
+  readonly bypassWorkqueues: boolean;
+}
+
+export function luksOpen(spec: OpenSpec): Command {
+  const args = ["open", "--type", LUKS_FORMAT.type, "--key-file", "-"];
+  if (spec.bypassWorkqueues) args.push("--perf-no_read_workqueue", "--perf-no_write_workqueue");
+  return { file: CRYPTSETUP, args: [...args, spec.device, spec.name], input: spec.passphrase };
+}
+
+/** Checks a passphrase against the header without opening anything (needs no device-mapper). */
+export function testPassphrase(device: string, passphrase: Buffer): Command {
+  return { file: CRYPTSETUP, args: ["open", "--test-passphrase", "--type", LUKS_FORMAT.type, "--key-file", "-", device], input: passphrase };
+}
+
+export function luksClose(name: string): Command {
+  return { file: CRYPTSETUP, args: ["close", name] };
+}
+
+/** `cryptsetup status` exits 4 for an inactive mapping: an answer, not a failure. */
+export function mappingStatus(name: string): Command {
+  return { file: CRYPTSETUP, args: ["status", name], okExitCodes: [CRYPTSETUP_EXIT.wrongDevice] };
+}
+
+/** Label and subsystem are written together: `config` clears whichever one is left out. */
+export function setLabel(device: string, label: LuksLabel): Command {
+  return { file: CRYPTSETUP, args: ["config", "--label", label, "--subsystem", LUKS_FORMAT.subsystem, device] };
+}
+
+/** Grows an open mapping to the size of its (already grown) backing device. */
+export function resize(name: string, passphrase: Buffer): Command {
+  return { file: CRYPTSETUP, args: ["resize", "--key-file", "-", name], input: passphrase };
+}
+
+export function version(): Command {
+  return { file: CRYPTSETUP, args: ["--version"], timeoutMs: 10_000 };
+}
+
+export interface MappingStatus {
+  readonly active: boolean;
+  /** The backing device, e.g. /dev/loop3. */
+  readonly device?: string;
+  readonly type?: string;
+  readonly cipher?: string;
+}
+
+/**
+ * Parses `cryptsetup status <name>`:
+ *   /dev/mapper/cloak-vol1 is active and is in use.
+ *     type:    LUKS2
+ *     cipher:  aes-xts-plain64
+ *     device:  /dev/loop3
+ */
+export function parseMappingStatus(exitCode: number, stdout: string): MappingStatus {
+  if (exitCode !== 0) return { active: false };
+  const fields = new Map<string, string>();
+  for (const line of stdout.split("\n")) {
+    const match = /^\s+([a-z ]+):\s+(.*)$/.exec(line);
+    if (match?.[1] && match[2] !== undefined) fields.set(match[1].trim(), match[2].trim());
+  }
+  return {
+    active: true,
+    ...optional("device", fields.get("device")),
+    ...optional("type", fields.get("type")),
+    ...optional("cipher", fields.get("cipher")),
+  };
+}
+
+function optional<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
+  return value === undefined ? {} : ({ [key]: value } as Record<K, string>);
+}

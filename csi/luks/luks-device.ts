@@ -1,0 +1,136 @@
+import { createHash, randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { exitedWith, type Runner } from "../../lib/exec.js";
+import { FailedPreconditionError } from "../../lib/errors.js";
+import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
+import * as cryptsetup from "./cryptsetup.js";
+import { checkHeader, type HeaderVerdict, type LuksLabel } from "./policy.js";
+
+/**
+ * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
+ * here, used once, and zeroed.
+ */
+export interface LuksDeviceOptions {
+  readonly run: Runner;
+  readonly keys: KeySource;
+  readonly bypassWorkqueues: boolean;
+}
+
+type Signal = AbortSignal | undefined;
+
+export class LuksDevices {
+  constructor(private readonly options: LuksDeviceOptions) {}
+
+  /**
+   * Formats an empty disk. The LUKS UUID is chosen here and is the key id, so every volume
+   * gets its own key and a copy of the volume (clone, restore) keeps opening with it.
+   */
+  async format(device: string, integrity: boolean, signal: Signal): Promise<string> {
+    const uuid = randomUUID();
+    await this.withKey(uuid, signal, (passphrase) =>
+      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity }), { signal }),
+    );
+    return uuid;
+  }
+
+  /** The header's policy verdict; throws FailedPrecondition when it must not be opened. */
+  async checkHeader(device: string, signal: Signal): Promise<HeaderVerdict> {
+    const verdict = await this.inspectHeader(device, signal);
+    if (verdict.violations.length > 0) {
+      throw new FailedPreconditionError(
+        `the LUKS2 header on ${device} does not match cloak's policy and will not be opened: ${verdict.violations.join("; ")}`,
+      );
+    }
+    return verdict;
+  }
+
+  async inspectHeader(device: string, signal: Signal): Promise<HeaderVerdict> {
+    const dump = await this.options.run(cryptsetup.luksDumpJson(device), { signal });
+    let metadata: unknown;
+    try {
+      metadata = JSON.parse(dump.stdout);
+    } catch {
+      return { violations: ["the header's JSON metadata cannot be parsed"], integrity: false };
+    }
+    return checkHeader(metadata);
+  }
+
+  async open(spec: { device: string; name: string; uuid: string }, signal: Signal): Promise<void> {
+    try {
+      await this.withKey(spec.uuid, signal, (passphrase) =>
+        this.options.run(
+          cryptsetup.luksOpen({ device: spec.device, name: spec.name, passphrase, bypassWorkqueues: this.options.bypassWorkqueues }),
+          { signal },
+        ),
+      );
+    } catch (err) {
+      if (exitedWith(err, cryptsetup.CRYPTSETUP_EXIT.noPermission)) {
+        throw new FailedPreconditionError(
+          `the key from the ${this.options.keys.kind} key source does not open ${spec.device} (key id ${spec.uuid}): ` +
+            "wrong key, or the key source's master secret is not the one this volume was made with; the device was not changed",
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  async status(name: string, signal: Signal): Promise<cryptsetup.MappingStatus> {
+    if (!(await deviceMapperLoaded())) return { active: false };
+    const result = await this.options.run(cryptsetup.mappingStatus(name), { signal });
+    return cryptsetup.parseMappingStatus(result.exitCode, result.stdout);
+  }
+
+  async close(name: string, signal: Signal): Promise<void> {
+    try {
+      await this.options.run(cryptsetup.luksClose(name), { signal });
+    } catch (err) {
+      if (exitedWith(err, cryptsetup.CRYPTSETUP_EXIT.deviceBusy)) {
+        throw new FailedPreconditionError(`${name} is still in use (published somewhere, or open by a process); unpublish it first`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {
+    await this.options.run(cryptsetup.setLabel(device, label), { signal });
+  }
+
+  async resize(name: string, uuid: string, signal: Signal): Promise<void> {
+    await this.withKey(uuid, signal, (passphrase) => this.options.run(cryptsetup.resize(name, passphrase), { signal }));
+  }
+
+  private async withKey<T>(keyId: string, signal: Signal, use: (passphrase: Buffer) => Promise<T>): Promise<T> {
+    const passphrase = await this.options.keys.getKey(keyId, VOLUME_PASSPHRASE_BYTES, { signal });
+    try {
+      return await use(passphrase);
+    } finally {
+      passphrase.fill(0);
+    }
+  }
+}
+
+/**
+ * The device-mapper name of a volume's decrypted device. dm names stop at 127 bytes; longer
+ * volume ids are hashed so that the name stays unique and stable.
+ */
+export function mapperName(volumeId: string): string {
+  const name = `cloak-${volumeId}`;
+  return name.length <= 100 ? name : `cloak-${createHash("sha256").update(volumeId).digest("hex").slice(0, 40)}`;
+}
+
+export function mapperPath(volumeId: string): string {
+  return `/dev/mapper/${mapperName(volumeId)}`;
+}
+
+/**
+ * Without device-mapper in the kernel no mapping can exist, and cryptsetup could not even be
+ * asked (it fails to initialise). The kernel loads dm on first use, which is also before the
+ * first mapping, so "not loaded" reliably means "nothing open".
+ */
+async function deviceMapperLoaded(): Promise<boolean> {
+  const misc = await readFile("/proc/misc", "utf8").catch(() => "");
+  return /\sdevice-mapper$/m.test(misc);
+}

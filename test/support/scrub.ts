@@ -1,0 +1,44 @@
+import { readFile, readdir } from "node:fs/promises";
+import { createRunner, type Runner } from "../../lib/exec.js";
+import { createLogger } from "../../lib/log.js";
+import { parseMountInfo } from "../../csi/tools/mount.js";
+
+const run: Runner = createRunner({ logger: createLogger({ component: "test-scrub", level: "silent" }) });
+
+/**
+ * Undoes everything a test may have left under `root`, whether it passed or not: unmounts
+ * every mount point below it (deepest first), closes device-mapper devices that sit on loop
+ * devices backed by files below it, and detaches those loop devices. Only things under `root`
+ * are touched, so tests of other engineers running on the same machine are safe.
+ */
+export async function scrubTree(root: string): Promise<void> {
+  const prefix = root.endsWith("/") ? root : `${root}/`;
+  const mounts = parseMountInfo(await readFile("/proc/self/mountinfo", "utf8"))
+    .filter((m) => m.mountPoint.startsWith(prefix))
+    .reverse();
+  for (const mount of mounts) await run({ file: "umount", args: ["-l", mount.mountPoint], okExitCodes: [32] });
+
+  const loops = await loopsBackedUnder(prefix);
+  for (const mapping of await mappingsOn(loops)) await run({ file: "cryptsetup", args: ["close", mapping], okExitCodes: [4, 5] });
+  for (const loop of loops) await run({ file: "losetup", args: ["--detach", loop], okExitCodes: [1] });
+}
+
+async function loopsBackedUnder(prefix: string): Promise<string[]> {
+  const result = await run({ file: "losetup", args: ["--list", "--json"] });
+  if (result.stdout.trim() === "") return [];
+  const list = JSON.parse(result.stdout) as { loopdevices?: { name: string; "back-file"?: string }[] };
+  return (list.loopdevices ?? []).filter((d) => d["back-file"]?.startsWith(prefix)).map((d) => d.name);
+}
+
+/** dm devices whose only slave is one of `loops` (read from sysfs: works without udev). */
+async function mappingsOn(loops: readonly string[]): Promise<string[]> {
+  const names: string[] = [];
+  for (const loop of loops) {
+    const holders = await readdir(`/sys/block/${loop.replace("/dev/", "")}/holders`).catch(() => [] as string[]);
+    for (const holder of holders) {
+      const name = (await readFile(`/sys/block/${holder}/dm/name`, "utf8").catch(() => "")).trim();
+      if (name) names.push(name);
+    }
+  }
+  return names;
+}
