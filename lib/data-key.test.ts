@@ -18,7 +18,6 @@ function referenceHkdf(ikm: Buffer, salt: Buffer, info: Buffer, length: number):
   return Buffer.concat(blocks).subarray(0, length);
 }
 
-const hex = (text: string): Buffer => Buffer.from(text, "hex");
 const range = (from: number, to: number): Buffer => Buffer.from(Array.from({ length: to - from }, (_, i) => from + i));
 
 // RFC 5869 appendix A, the SHA-256 cases.

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
-import { experimental } from "@grpc/grpc-js";
+import type { experimental } from "@grpc/grpc-js";
 import { FailedPreconditionError } from "./errors.js";
 import type { Logger } from "./log.js";
 

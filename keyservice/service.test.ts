@@ -1,0 +1,96 @@
+import { status as GrpcStatus, type ServerUnaryCall } from "@grpc/grpc-js";
+import { describe, expect, it } from "vitest";
+import { deriveDataKey } from "../lib/data-key.js";
+import { toGrpcStatus } from "../lib/errors.js";
+import type { CallContext } from "../lib/grpc-handler.js";
+import { createLogger } from "../lib/log.js";
+import { compileAllowList } from "./authz.js";
+import { keyServiceHandlers, type AuthMode } from "./service.js";
+
+const master = Buffer.alloc(32, 1);
+const salt = Buffer.alloc(32, 2);
+const ALLOWED = "spiffe://cloak/ns/cloak-system/sa/cloak-csi-node";
+
+function harness(authMode: AuthMode = "mtls") {
+  const lines: Record<string, unknown>[] = [];
+  const audit = createLogger({ component: "keyservice", level: "info", destination: { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) } });
+  const observed: [string, number][] = [];
+  const handlers = keyServiceHandlers({
+    masterSecret: master,
+    salt,
+    authMode,
+    allowList: () => compileAllowList([ALLOWED]),
+    audit,
+    observe: (result, seconds) => observed.push([result, seconds]),
+  });
+  const request = (subjectaltname: string | undefined, data_key_id: string, length: number) =>
+    handlers.GetDataKey!({ data_key_id, length }, {
+      signal: new AbortController().signal,
+      log: audit,
+      call: {
+        getAuthContext: () => (subjectaltname === undefined ? {} : { transportSecurityType: "ssl", sslPeerCertificate: { subjectaltname, subject: { CN: "x" } } }),
+        getPeer: () => "127.0.0.1:5555",
+      } as unknown as ServerUnaryCall<unknown, unknown>,
+    } as CallContext);
+  const call = (subjectaltname: string) => request(subjectaltname, "vol-1", 32);
+  return { lines, observed, call, request };
+}
+
+const codeOf = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p;
+    return "OK";
+  } catch (err) {
+    return GrpcStatus[toGrpcStatus(err).code];
+  }
+};
+
+describe("GetDataKey", () => {
+  it("derives the key for an allowed client and audits one line without the key", async () => {
+    const h = harness();
+    const response = await h.call(`URI:${ALLOWED}`);
+    const expected = deriveDataKey(master, salt, "vol-1", 32);
+    expect(Buffer.from(response.data_key as Buffer).equals(expected)).toBe(true);
+    expect(h.lines).toHaveLength(1);
+    expect(h.lines[0]).toMatchObject({ client: ALLOWED, peer: "127.0.0.1:5555", data_key_id: "vol-1", length: 32, result: "OK", msg: "GetDataKey" });
+    expect(typeof h.lines[0]?.["ms"]).toBe("number");
+    const text = JSON.stringify(h.lines);
+    expect(text).not.toContain(expected.toString("hex"));
+    expect(text).not.toContain(expected.toString("base64"));
+    expect(h.observed.map(([r]) => r)).toEqual(["OK"]);
+  });
+
+  it("wipes its copy of the key once gRPC has serialised it", async () => {
+    const h = harness();
+    const response = await h.call(`URI:${ALLOWED}`);
+    const key = response.data_key as Buffer;
+    expect(key.some((b) => b !== 0)).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(key.every((b) => b === 0)).toBe(true);
+  });
+
+  it("refuses other identities with PermissionDenied before looking at the request", async () => {
+    const h = harness();
+    expect(await codeOf(h.request("URI:spiffe://cloak/ns/other/sa/x, DNS:x.example", "", 0))).toBe("PERMISSION_DENIED");
+    expect(h.lines[0]).toMatchObject({ client: "spiffe://cloak/ns/other/sa/x,x.example", result: "PERMISSION_DENIED" });
+    expect(await codeOf(h.request("", "vol-1", 32))).toBe("PERMISSION_DENIED");
+    expect(h.lines[1]?.["client"]).toMatch(/no URI or DNS name; subject CN=x/);
+    expect(await codeOf(h.request(undefined, "vol-1", 32))).toBe("UNAUTHENTICATED");
+    expect(h.observed.map(([r]) => r)).toEqual(["PERMISSION_DENIED", "PERMISSION_DENIED", "UNAUTHENTICATED"]);
+  });
+
+  it("answers InvalidArgument for bad ids and lengths, and audits them with the reason", async () => {
+    const h = harness();
+    for (const [id, length] of [["", 32], ["a".repeat(400), 32], ["a/b", 32], ["ok", 15], ["ok", 65]] as const) {
+      expect(await codeOf(h.request(`URI:${ALLOWED}`, id, length)), `${id.slice(0, 10)} ${length}`).toBe("INVALID_ARGUMENT");
+    }
+    expect(h.lines.every((l) => l["result"] === "INVALID_ARGUMENT" && typeof l["reason"] === "string")).toBe(true);
+    expect(String(h.lines[1]?.["data_key_id"])).toMatch(/…\(400 chars\)$/);
+  });
+
+  it("serves anyone in insecure development mode, audited as such", async () => {
+    const h = harness("insecure-dev");
+    expect(await codeOf(h.request(undefined, "vol-1", 32))).toBe("OK");
+    expect(h.lines[0]).toMatchObject({ client: "insecure-dev", result: "OK" });
+  });
+});
