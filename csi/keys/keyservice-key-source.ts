@@ -2,13 +2,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { experimental, Metadata, status as GrpcStatus, type ChannelOptions, type ServiceError } from "@grpc/grpc-js";
 import { checkDataKeyRequest } from "../../lib/data-key.js";
 import {
+  CloakError,
   DeadlineExceededError,
   InternalError,
   InvalidArgumentError,
   PermissionDeniedError,
   UnauthenticatedError,
   UnavailableError,
-  type CloakError,
 } from "../../lib/errors.js";
 import type { Logger } from "../../lib/log.js";
 import { loadProto } from "../../lib/proto.js";
@@ -112,8 +112,8 @@ export async function createKeyServiceKeySource(options: KeyServiceKeySourceOpti
         try {
           return await getOnce(keyId, length, signal);
         } catch (err) {
-          if (!isRetryable(err)) throw mapFailure(err, target);
           if (signal?.aborted) throw new DeadlineExceededError(`gave up waiting for the key of ${keyId}: the call was cancelled`);
+          if (!isRetryable(err)) throw mapFailure(err, target);
           if (attempt >= attempts) {
             throw new UnavailableError(
               `key service ${target} is unavailable (${describe(err)}) after ${attempts} attempts; ` +
@@ -153,8 +153,9 @@ export async function createKeyServiceKeySource(options: KeyServiceKeySourceOpti
   };
 }
 
+/** An error status from grpc-js (our own CloakErrors carry a numeric code too, and are not). */
 function isServiceError(err: unknown): err is ServiceError {
-  return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number";
+  return err instanceof Error && !(err instanceof CloakError) && typeof (err as Partial<ServiceError>).code === "number";
 }
 
 function isRetryable(err: unknown): boolean {
@@ -168,7 +169,8 @@ function describe(err: unknown): string {
 
 /** What the node plugin's caller sees for an answer that retrying will not change. */
 function mapFailure(err: unknown, target: string): CloakError {
-  if (!isServiceError(err)) return err instanceof InternalError ? err : new InternalError(describe(err), { cause: err });
+  if (err instanceof CloakError) return err;
+  if (!isServiceError(err)) return new InternalError(describe(err), { cause: err });
   switch (err.code) {
     case GrpcStatus.INVALID_ARGUMENT:
       return new InvalidArgumentError(`key service ${target} refused the request: ${err.details}`, { cause: err });
