@@ -1,9 +1,10 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   createCertificateAuthority,
   issueClientCertificate,
   issueServerCertificate,
+  loadCertificateAuthority,
   parseClientName,
   validityDays,
   type CertificateAuthority,
@@ -40,6 +41,14 @@ export class TestPki {
   static async create(dir: string, commonName = "cloak test CA"): Promise<TestPki> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const ca = await createCertificateAuthority({ commonName, validity: validityDays(3650) });
+    await writeFile(join(dir, "ca.crt"), ca.certPem);
+    return new TestPki(dir, ca);
+  }
+
+  /** A PKI around an existing CA (e.g. the one `cloak keys init` made), writing under `dir`. */
+  static async load(dir: string, caCertFile: string, caKeyFile: string): Promise<TestPki> {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const ca = await loadCertificateAuthority(await readFile(caCertFile, "utf8"), await readFile(caKeyFile, "utf8"));
     await writeFile(join(dir, "ca.crt"), ca.certPem);
     return new TestPki(dir, ca);
   }
