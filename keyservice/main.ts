@@ -1,11 +1,11 @@
 import { once } from "node:events";
 import { pino } from "pino";
 import { CloakError, InvalidArgumentError } from "../lib/errors.js";
-import { stopOnSignals } from "../lib/grpc-server.js";
+import { formatEndpoint, stopOnSignals } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
 import { KeyMaterialError } from "../lib/data-key.js";
 import { parseKeyServiceArgs, USAGE } from "./config.js";
-import { startKeyService } from "./server.js";
+import { startKeyService, type RunningKeyService } from "./server.js";
 
 /**
  * `cloak keyservice`: runs until SIGTERM/SIGINT. Exit status 2 for a bad command line, 1 when
@@ -30,7 +30,20 @@ export async function main(argv: string[]): Promise<number> {
   const destination = pino.destination({ dest: 1, sync: false });
   const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
   const audit = logger.child({ audit: true });
-  let service;
+  // Signals are handled from the start: one that arrives while files are still being read
+  // stops the process cleanly instead of killing it mid-write.
+  let service: RunningKeyService | undefined;
+  stopOnSignals(
+    [
+      {
+        stop: async () => {
+          await service?.stop();
+          await drainLog(destination);
+        },
+      },
+    ],
+    logger,
+  );
   try {
     service = await startKeyService({ config, logger, audit });
   } catch (err) {
@@ -40,17 +53,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`cloak keyservice: startup refused: ${err.message}\n`);
     return 1;
   }
-  const running = service;
-  stopOnSignals(
-    [
-      {
-        stop: async () => {
-          await running.stop();
-          await drainLog(destination);
-        },
-      },
-    ],
-    logger,
+  logger.info(
+    { endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, tls: config.tls !== undefined },
+    "key service ready",
   );
   // Serves until a signal stops the process.
   return new Promise<number>(() => undefined);

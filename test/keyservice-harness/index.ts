@@ -123,11 +123,10 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
     const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
     for (;;) {
       const lines = parseLines(raw.slice(mark));
-      const serving = lines.find((l) => l["msg"] === "serving" && typeof l["endpoint"] === "string");
-      const metrics = lines.find((l) => l["msg"] === "serving metrics and health over HTTP");
-      if (serving && metrics) {
-        port = Number(String(serving["endpoint"]).split(":").at(-1));
-        metricsPort = Number(String(metrics["endpoint"]).split(":").at(-1));
+      const ready = lines.find((l) => l["msg"] === "key service ready");
+      if (ready) {
+        port = Number(String(ready["endpoint"]).split(":").at(-1));
+        metricsPort = Number(ready["metricsPort"]);
         return;
       }
       if (child !== proc) throw new Error(`the key service exited during startup:\n${raw.slice(mark)}`);
