@@ -26,6 +26,8 @@ export interface KeyServiceHarnessOptions {
   readonly clientIdentity?: string;
   /** Extra `cloak keyservice` arguments (e.g. more --allow). */
   readonly extraArgs?: readonly string[];
+  /** Serve these TLS files instead of the ones `keys init` wrote (rotation tests). */
+  readonly serverTls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
   /** How long start() waits for the service to serve; 20 s by default (the VM is slow). */
   readonly startTimeoutMs?: number;
 }
@@ -38,7 +40,10 @@ export interface KeyServiceHarness {
   /** The client's certificate, key and the CA, as the node plugin's flags want them. */
   readonly client: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   readonly clientIdentity: string;
-  /** The `cloak keys init` directory: master-secret and salt (a file key source reads these too). */
+  /**
+   * The `cloak keys init` directory: master-secret and salt (a file key source reads these
+   * too), ca/ (to issue more certificates), server/, clients/node/.
+   */
   readonly keysDir: string;
   /** The server's TLS files, for rotation tests. */
   readonly server: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
@@ -70,8 +75,12 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
   const base = options.dir ?? (await mkdtemp(join(tmpdir(), "cloak-ks-harness-")));
   const keysDir = join(base, "keys");
   const clientIdentity = options.clientIdentity ?? DEFAULT_CLIENT_IDENTITY;
-  await runCloak(["keys", "init", keysDir, "--client", `node=${clientIdentity}`, "--dns", "localhost", "--ip", "127.0.0.1", "--days", "2"]);
-  const server = { certFile: join(keysDir, "server/tls.crt"), keyFile: join(keysDir, "server/tls.key"), caFile: join(keysDir, "server/ca.crt") };
+  if (!existsSync(join(keysDir, "master-secret"))) await initKeys(keysDir, clientIdentity);
+  const server = options.serverTls ?? {
+    certFile: join(keysDir, "server/tls.crt"),
+    keyFile: join(keysDir, "server/tls.key"),
+    caFile: join(keysDir, "server/ca.crt"),
+  };
   const client = {
     certFile: join(keysDir, "clients/node/tls.crt"),
     keyFile: join(keysDir, "clients/node/tls.key"),
@@ -168,6 +177,11 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
       if (ownDir) await rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/** `cloak keys init` as the harness wants it; a test that needs the files before the service calls this. */
+export async function initKeys(keysDir: string, clientIdentity = DEFAULT_CLIENT_IDENTITY): Promise<void> {
+  await runCloak(["keys", "init", keysDir, "--client", `node=${clientIdentity}`, "--dns", "localhost", "--ip", "127.0.0.1", "--days", "2"]);
 }
 
 function parseLines(text: string): Record<string, unknown>[] {
