@@ -7,7 +7,8 @@ import type { GetDataKeyRequest__Output } from "../proto/gen/cloak/keyservice/v1
 import type { GetDataKeyResponse } from "../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
 import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
 import type { AllowList } from "./authz.js";
-import { identityNames, parseSubjectAltName } from "./identity.js";
+import { identityNames } from "./identity.js";
+import { peerOf } from "./peer.js";
 
 /** How callers are identified: by client certificate, or (development only) not at all. */
 export type AuthMode = "mtls" | "insecure-dev";
@@ -84,22 +85,14 @@ export function keyServiceHandlers(options: KeyServiceCoreOptions): AsyncHandler
 
 function identifyCaller(call: ServerUnaryCall<unknown, unknown>, options: KeyServiceCoreOptions): Caller {
   if (options.authMode === "insecure-dev") return { client: "insecure-dev", authorised: true };
-  const certificate = call.getAuthContext().sslPeerCertificate;
+  const peer = peerOf(call);
   // The handshake already refused clients without a certificate from our CA; this is the net
   // under that, should the server ever be started with weaker credentials.
-  if (!certificate) return { client: "-", authorised: false, reason: "no client certificate" };
-  const identity = parseSubjectAltName(certificate.subjectaltname);
-  const match = options.allowList().match(identity);
+  if (!peer) return { client: "-", authorised: false, reason: "no client certificate" };
+  const match = options.allowList().match(peer.identity);
   if (match) return { client: match.name, authorised: true };
-  const names = identityNames(identity);
-  return { client: names.length > 0 ? names.join(",") : `(no URI or DNS name; subject ${subjectText(certificate.subject)})`, authorised: false };
-}
-
-function subjectText(subject: Partial<Record<string, string | string[]>> | undefined): string {
-  if (!subject) return "-";
-  return Object.entries(subject)
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : (v ?? "")}`)
-    .join(",");
+  const names = identityNames(peer.identity);
+  return { client: names.length > 0 ? names.join(",") : `(no URI or DNS name; subject ${peer.subject})`, authorised: false };
 }
 
 /** Key ids are caller input: an absurd one must not become an absurd log line. */
