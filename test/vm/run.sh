@@ -106,9 +106,17 @@ rundir=$(mktemp -d /tmp/cloak-vm.XXXXXX)
 launcher_pid= tail_pid=
 cleanup() {
   # Every exit path, Ctrl-C included: stop qemu (timeout(1) forwards the TERM to it) and the
-  # output streamer, then remove the run share.
-  [[ -n $launcher_pid ]] && kill "$launcher_pid" 2>/dev/null && wait "$launcher_pid" 2>/dev/null
-  [[ -n $tail_pid ]] && kill "$tail_pid" 2>/dev/null && wait "$tail_pid" 2>/dev/null
+  # output streamer, then remove the run share. No errexit here: a failed kill or wait must not
+  # skip the rest.
+  set +e
+  if [[ -n $launcher_pid ]]; then
+    kill "$launcher_pid" 2>/dev/null
+    wait "$launcher_pid" 2>/dev/null
+  fi
+  if [[ -n $tail_pid ]]; then
+    kill "$tail_pid" 2>/dev/null
+    wait "$tail_pid" 2>/dev/null
+  fi
   rm -rf "$rundir"
 }
 trap cleanup EXIT
@@ -119,7 +127,7 @@ trap 'say "terminated"; exit 143' TERM HUP
 # need quoting there). %q quotes every value so that it reaches the guest byte for byte.
 {
   echo "# written by test/vm/run.sh"
-  printf 'cd -- %q || exit 125\n' "$PWD"
+  printf 'cd -- %q || { echo "vm: the working directory is not in the guest" >&2; exit 125; }\n' "$PWD"
   printf 'export PATH=%q\n' "$PATH"
   echo "export HOME=/root VITEST_CACHE_DIR=/tmp/vitest-cache CLOAK_IN_VM=1 CLOAK_VM_MODE=vm"
   for name in $(compgen -e); do
@@ -130,7 +138,8 @@ trap 'say "terminated"; exit 143' TERM HUP
   if [[ $shell == 1 ]]; then
     printf 'export TERM=%q\n' "${TERM:-linux}"
     # The serial console does not know the size of the caller's terminal.
-    printf 'stty rows %d cols %d 2>/dev/null\n' "$(tput lines)" "$(tput cols)"
+    read -r rows cols < <(stty size) || rows=24 cols=80
+    printf 'stty rows %d cols %d\n' "$rows" "$cols"
   fi
   printf 'exec'
   printf ' %q' "$@"
