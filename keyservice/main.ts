@@ -25,11 +25,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`cloak keyservice: ${err.message}\n\n${USAGE}`);
     return 2;
   }
-  // Asynchronous writes: the audit line of a request must not wait for stdout. A line is lost
-  // only if the process dies before its event loop turns once more; SIGTERM flushes.
-  const destination = pino.destination({ dest: 1, sync: false });
+  // Asynchronous, batched writes: a request's audit line must not wait for stdout, and one
+  // write per line (each a thread-pool round trip) cost a tenth of a busy service's CPU. Lines
+  // go out at 4 KiB or every 200 ms, whichever comes first; SIGTERM flushes; a crash can lose
+  // the last 200 ms.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 200 } as Parameters<
+    typeof pino.destination
+  >[0]);
   const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
-  const audit = logger.child({ audit: true });
+  // The audit line's fields are fixed (keyservice/service.ts) and none can hold key material;
+  // the redaction net of the operational logger would cost ~10 µs a request here.
+  const audit = createLogger({ component: "keyservice", level: config.logLevel, destination, redact: false }).child({ audit: true });
   // Signals are handled from the start: one that arrives while files are still being read
   // stops the process cleanly instead of killing it mid-write.
   let service: RunningKeyService | undefined;

@@ -9,6 +9,12 @@ export interface LoggerOptions {
   readonly level?: string | undefined;
   /** Where lines go; stdout when unset. Tests pass a stream to read what was logged. */
   readonly destination?: DestinationStream;
+  /**
+   * false turns the secret-field redaction off. Only for a logger whose every line is built
+   * from a fixed set of fields that cannot hold a secret (the key service's audit line, one per
+   * request, where redaction cost more than deriving the key).
+   */
+  readonly redact?: boolean;
 }
 
 /**
@@ -36,7 +42,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const config = {
     level,
     base: { component: options.component },
-    redact: { paths: SECRET_PATHS, censor: "[redacted]" },
+    ...(options.redact === false ? {} : { redact: { paths: SECRET_PATHS, censor: "[redacted]" } }),
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   return options.destination ? pino(config, options.destination) : pino(config);
