@@ -1,11 +1,11 @@
 import type { Command } from "../../lib/exec.js";
 
 /**
- * losetup invocations. Attaching uses direct I/O so that a volume's pages are not cached twice
- * (once for the loop device, once for its backing file).
+ * losetup invocations. Attaching uses direct I/O where the backing filesystem supports it, so
+ * that a volume's pages are not cached twice (once for the loop device, once for its file).
  */
-export function attach(file: string): Command {
-  return { file: "losetup", args: ["--find", "--show", "--direct-io=on", file] };
+export function attach(file: string, directIo: boolean): Command {
+  return { file: "losetup", args: ["--find", "--show", ...(directIo ? ["--direct-io=on"] : []), file] };
 }
 
 /** Lists the loop devices backed by `file`, one name per line. */

@@ -1,4 +1,5 @@
-import { access } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, open } from "node:fs/promises";
 import type { Runner } from "../../../lib/exec.js";
 import { NotFoundError } from "../../../lib/errors.js";
 import * as losetup from "../../tools/losetup.js";
@@ -32,7 +33,7 @@ export function createLocalNodeSource(options: LocalNodeSourceOptions): NodeDisk
       }
       const [existing] = await attachedDevices(volumeId);
       if (existing) return existing;
-      const result = await run(losetup.attach(file), { signal: opts?.signal });
+      const result = await run(losetup.attach(file, await supportsDirectIo(file)), { signal: opts?.signal });
       return result.stdout.trim();
     },
     async findAttached(volumeId) {
@@ -50,4 +51,14 @@ export function createLocalNodeSource(options: LocalNodeSourceOptions): NodeDisk
       }
     },
   };
+}
+
+/** tmpfs, for one, refuses O_DIRECT, and losetup then refuses the whole attach. */
+async function supportsDirectIo(file: string): Promise<boolean> {
+  try {
+    await (await open(file, constants.O_RDONLY | constants.O_DIRECT)).close();
+    return true;
+  } catch {
+    return false;
+  }
 }
