@@ -1,5 +1,5 @@
 import { experimental } from "@grpc/grpc-js";
-import { readKeyMaterial } from "../lib/data-key.js";
+import { masterKeyObject, readKeyMaterial } from "../lib/data-key.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, type Endpoint, type RunningServer } from "../lib/grpc-server.js";
 import type { Logger } from "../lib/log.js";
@@ -44,12 +44,12 @@ export interface StartKeyServiceOptions {
 export async function startKeyService(options: StartKeyServiceOptions): Promise<RunningKeyService> {
   const { config, logger } = options;
   const audit = options.audit ?? logger;
-  const masterSecret = await readKeyMaterial(config.masterSecretFile, "master secret");
-  const cleanups: (() => Promise<void> | void)[] = [
-    () => {
-      masterSecret.fill(0);
-    },
-  ];
+  const masterSecretBytes = await readKeyMaterial(config.masterSecretFile, "master secret");
+  // Held as a KeyObject (a copy in native memory, and four times cheaper per derivation); the
+  // JavaScript copy is wiped at once.
+  const masterSecret = masterKeyObject(masterSecretBytes);
+  masterSecretBytes.fill(0);
+  const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) await fn();
   };

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { status as GrpcStatus, type ServerUnaryCall } from "@grpc/grpc-js";
 import { deriveDataKey } from "../lib/data-key.js";
 import { PermissionDeniedError, toGrpcStatus, UnauthenticatedError } from "../lib/errors.js";
@@ -14,7 +15,7 @@ import { peerOf } from "./peer.js";
 export type AuthMode = "mtls" | "insecure-dev";
 
 export interface KeyServiceCoreOptions {
-  readonly masterSecret: Buffer;
+  readonly masterSecret: Buffer | KeyObject;
   readonly salt: Buffer;
   readonly authMode: AuthMode;
   /** The allow-list in force; a function because the allow-list file may be reloaded. */

@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkDataKeyRequest, deriveDataKey, KeyMaterialError, readKeyMaterial } from "./data-key.js";
+import { checkDataKeyRequest, deriveDataKey, KeyMaterialError, masterKeyObject, readKeyMaterial } from "./data-key.js";
 import { InvalidArgumentError } from "./errors.js";
 
 /** RFC 5869 HKDF written from the RFC's two steps with HMAC-SHA256: the independent reference. */
@@ -69,6 +69,10 @@ describe("deriveDataKey", () => {
     expect(referenceHkdf(master, salt, Buffer.from(`key-${id}`), 32).toString("hex")).toBe(expected);
     // A longer key is the same stream, longer: HKDF's output is a prefix of any longer output.
     expect(deriveDataKey(master, salt, id, 64).toString("hex").startsWith(expected)).toBe(true);
+  });
+
+  it("gives the same keys from a master-secret KeyObject", () => {
+    expect(deriveDataKey(masterKeyObject(master), salt, id, 32).equals(deriveDataKey(master, salt, id, 32))).toBe(true);
   });
 
   it("is deterministic per id and separates ids and salts", () => {

@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
-import { deriveDataKey, readKeyMaterial } from "../../lib/data-key.js";
+import { deriveDataKey, masterKeyObject, readKeyMaterial } from "../../lib/data-key.js";
 import { loadProto } from "../../lib/proto.js";
 import type { GetDataKeyRequest__Output } from "../../proto/gen/cloak/keyservice/v1/GetDataKeyRequest.js";
 import type { GetDataKeyResponse } from "../../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
@@ -15,7 +15,8 @@ import type { ProtoGrpcType } from "../../proto/gen/keyservice.js";
 async function main(): Promise<void> {
   const dir = process.argv[2];
   if (!dir) throw new Error("usage: baseline-server <keys dir>");
-  const master = await readKeyMaterial(join(dir, "master-secret"), "master secret");
+  // The same derivation as the service, key object included.
+  const master = masterKeyObject(await readKeyMaterial(join(dir, "master-secret"), "master secret"));
   const salt = await readKeyMaterial(join(dir, "salt"), "salt");
   const server = new Server();
   server.addService(loadProto<ProtoGrpcType>("keyservice.proto").cloak.keyservice.v1.KeyService.service, {
