@@ -103,7 +103,8 @@ modules=$(sed -n 's/^MODULES=//p' <<<"$boot")
 
 # ---- the run share: job in, output and status out --------------------------------------------
 rundir=$(mktemp -d /tmp/cloak-vm.XXXXXX)
-launcher_pid= tail_pid=
+launcher_pid='' tail_pid=''
+# shellcheck disable=SC2317 # (reached only through the trap)
 cleanup() {
   # Every exit path, Ctrl-C included: stop qemu (timeout(1) forwards the TERM to it) and the
   # output streamer, then remove the run share. No errexit here: a failed kill or wait must not
@@ -153,6 +154,8 @@ trap 'say "terminated"; exit 143' TERM HUP
 # quiet: the kernel console goes to console.log (only shown when the guest fails), and
 # mitigations=off because a throwaway test guest gains nothing from them but slowness.
 # panic=-1 with -no-reboot: a kernel panic ends qemu at once instead of waiting for --timeout.
+# The kernel command line is split on spaces: the two paths on it must have none.
+[[ $here$modules != *[[:space:]]* ]] || die "the work tree and cache paths must not contain spaces: $here, $modules"
 cmdline="console=ttyS0 quiet panic=-1 mitigations=off"
 cmdline+=" cloak.init=$here/harness/guest-init.sh cloak.modules=$modules"
 qemu=(

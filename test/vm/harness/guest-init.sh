@@ -59,8 +59,10 @@ while read -r module node dev; do
 done <"/lib/modules/$(uname -r)/modules.devname"
 # Devices present at boot get their drivers from udev's coldplug on a normal system. Only
 # virtio devices matter here: a NIC added with CLOAK_VM_QEMU_ARGS needs virtio_net.
-modaliases=$(cat /sys/bus/virtio/devices/*/modalias 2>/dev/null)
-[[ -z $modaliases ]] || modprobe -a -q $modaliases || note "loading drivers for virtio devices failed"
+mapfile -t modaliases < <(cat /sys/bus/virtio/devices/*/modalias 2>/dev/null)
+if [[ ${#modaliases[@]} -gt 0 ]]; then
+  modprobe -a -q "${modaliases[@]}" || note "loading drivers for virtio devices failed"
+fi
 
 # Only the kernel's messages from the job's run are worth showing when it fails: forget the
 # boot's (its errors are on the console, which run.sh shows when the guest fails).

@@ -151,6 +151,9 @@ if [[ ! -f $initrd ]]; then
   mv "$tmp/initrd" "$initrd"
   rm -rf "$tmp"
   trap - EXIT
+  # Images for older init scripts: unused unless a run started within the last hour still
+  # has its path (qemu reads the file only at start).
+  find "$kdir" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -path "$initrd" -mmin +60 -delete
 fi
 
 kernel_image=$kdir/boot/vmlinux-$version
