@@ -32,6 +32,12 @@ resolve_version() {
     sed -n 's/^ *Depends: linux-image-\([0-9][^ ]*-amd64\)$/\1/p' | head -n1
 }
 
+mkdir -p "$cache/kernel"
+# One lock for the whole cache, taken before anything may run apt-get update (two at once
+# would fail on apt's own lock): building is rare, so finer locks would gain nothing.
+exec 9>"$cache/.lock"
+flock 9
+
 # apt-cache takes about a second; remember its answer until the package lists change (apt-get
 # update rewrites /var/lib/apt/lists, which makes the directory newer than the note).
 note=$cache/kernel/version-of-$meta
@@ -46,7 +52,6 @@ else
     version=$(resolve_version)
   fi
   [[ -n "$version" ]] || die "cannot tell which kernel $meta depends on (apt-cache depends $meta)"
-  mkdir -p "$cache/kernel"
   echo "$version" >"$note.$$" && mv "$note.$$" "$note"
 fi
 
@@ -82,11 +87,6 @@ extract_vmlinux() {
   rm -f "$out.tmp"
   say "cannot extract an uncompressed kernel from $bzimage; the VM will boot the bzImage (slower)"
 }
-
-mkdir -p "$cache/kernel"
-# One lock for the whole cache: building is rare, so there is nothing to gain from finer locks.
-exec 9>"$cache/.lock"
-flock 9
 
 # ---- the kernel: download, unpack, depmod ----------------------------------------------------
 if [[ ! -d $kdir ]]; then
