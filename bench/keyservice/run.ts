@@ -23,7 +23,7 @@ const IDENTITY = "spiffe://cloak/ns/cloak-system/sa/cloak-csi-node";
  * V8 otherwise sizes its young generation from the machine's memory and a busy service's RSS
  * grows past 150 MB with garbage it has not yet had reason to collect.
  */
-const NODE_FLAGS = (process.env["BENCH_NODE_FLAGS"] ?? "--max-semi-space-size=2").split(" ").filter((f) => f !== "");
+const NODE_FLAGS = (process.env["BENCH_NODE_FLAGS"] ?? "--max-semi-space-size=1").split(" ").filter((f) => f !== "");
 
 interface Server {
   readonly name: "baseline" | "cloak";
