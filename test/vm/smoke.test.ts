@@ -28,8 +28,8 @@ afterEach(async () => {
 
 describe("the VM tier", () => {
   it("runs inside test/vm/run.sh, in its VM or natively on a capable kernel", async () => {
-    const mode = process.env["CLOAK_VM_MODE"];
-    expect(mode, "start the VM tier with make test-vm or test/vm/run.sh").toMatch(/^(vm|native)$/);
+    const mode = process.env["CLOAK_VM_MODE"] ?? "unset";
+    expect(mode, "CLOAK_VM_MODE: start the VM tier with make test-vm or test/vm/run.sh").toMatch(/^(vm|native)$/);
     if (mode === "vm") {
       expect(process.env["CLOAK_IN_VM"]).toBe("1");
       // The kernel command line that run.sh gave the guest: proof that this is its VM.
