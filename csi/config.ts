@@ -3,12 +3,27 @@ import { hostname } from "node:os";
 import { InvalidArgumentError } from "../lib/errors.js";
 import { parseEndpoint, type Endpoint } from "../lib/grpc-server.js";
 
+export type CsiService = "controller" | "node";
+
+export type KeySourceConfig =
+  | { readonly kind: "file"; readonly dir: string }
+  | {
+      readonly kind: "keyservice";
+      readonly target: string;
+      readonly caFile: string;
+      readonly certFile: string;
+      readonly keyFile: string;
+      readonly serverName: string | undefined;
+    };
+
 export interface CsiConfig {
   readonly endpoint: Endpoint;
+  /** Which CSI services this process serves (Identity always). */
+  readonly services: readonly CsiService[];
   readonly driverName: string;
   readonly nodeId: string;
   readonly volumesDir: string;
-  readonly keySource: { readonly kind: "file"; readonly dir: string };
+  readonly keySource: KeySourceConfig;
   readonly allowedPathRoots: readonly string[];
   readonly maxVolumesPerNode: number;
   readonly bypassWorkqueues: boolean;
@@ -18,10 +33,16 @@ export interface CsiConfig {
 export const CSI_USAGE = `usage: cloak csi [options]
 
   --endpoint URL            gRPC endpoint (env CSI_ENDPOINT; default unix:///csi/csi.sock)
+  --services LIST           controller,node (default: both, the local disk source's layout)
   --driver-name NAME        the CSI driver name (default csi.cloak.dev)
   --node-id ID              this node's id (env NODE_ID, then NODE_NAME; default the hostname)
   --volumes-dir DIR         where the local disk source keeps volumes (default /var/lib/cloak/volumes)
-  --key-dir DIR             file key source: directory with master-secret and salt
+  --key-dir DIR             file key source (development): directory with master-secret and salt
+  --keyservice TARGET       key service source: host:port of the cloak key service
+  --keyservice-ca FILE      CA certificate the key service's certificate chains to
+  --keyservice-cert FILE    this node's client certificate
+  --keyservice-key FILE     this node's client key
+  --keyservice-server-name NAME  name expected in the service's certificate (default: the host)
   --allowed-path-root DIR   staging/target paths must be below DIR; repeatable
                             (default /var/lib/kubelet)
   --max-volumes-per-node N  reported to the CO; 0 = no limit (default 0)
@@ -36,23 +57,33 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     strict: true,
     options: {
       endpoint: { type: "string" },
+      services: { type: "string", default: "controller,node" },
       "driver-name": { type: "string", default: "csi.cloak.dev" },
       "node-id": { type: "string" },
       "volumes-dir": { type: "string", default: "/var/lib/cloak/volumes" },
       "key-dir": { type: "string" },
+      keyservice: { type: "string" },
+      "keyservice-ca": { type: "string" },
+      "keyservice-cert": { type: "string" },
+      "keyservice-key": { type: "string" },
+      "keyservice-server-name": { type: "string" },
       "allowed-path-root": { type: "string", multiple: true },
       "max-volumes-per-node": { type: "string", default: "0" },
       "bypass-workqueues": { type: "boolean", default: false },
       "log-level": { type: "string" },
     },
   });
-  const keyDir = values["key-dir"];
-  if (!keyDir) throw new InvalidArgumentError("a key source is required: --key-dir DIR");
+  const keySource = keySourceConfig(values);
   const maxVolumes = Number(values["max-volumes-per-node"]);
   if (!Number.isSafeInteger(maxVolumes) || maxVolumes < 0) throw new InvalidArgumentError("--max-volumes-per-node must be a whole number ≥ 0");
   const driverName = values["driver-name"];
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$/.test(driverName)) {
     throw new InvalidArgumentError(`--driver-name ${JSON.stringify(driverName)} is not a valid CSI driver name`);
+  }
+  const services = values.services.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const unknownServices = services.filter((s) => s !== "controller" && s !== "node");
+  if (services.length === 0 || unknownServices.length > 0) {
+    throw new InvalidArgumentError(`--services takes controller and/or node, not ${JSON.stringify(values.services)}`);
   }
   const roots = values["allowed-path-root"] ?? ["/var/lib/kubelet"];
   for (const root of roots) {
@@ -60,13 +91,36 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   }
   return {
     endpoint: parseEndpoint(values.endpoint ?? env["CSI_ENDPOINT"] ?? "unix:///csi/csi.sock"),
+    services: [...new Set(services)] as CsiService[],
     driverName,
     nodeId: values["node-id"] ?? env["NODE_ID"] ?? env["NODE_NAME"] ?? hostname(),
     volumesDir: values["volumes-dir"],
-    keySource: { kind: "file", dir: keyDir },
+    keySource,
     allowedPathRoots: roots,
     maxVolumesPerNode: maxVolumes,
     bypassWorkqueues: values["bypass-workqueues"],
     logLevel: values["log-level"],
   };
+}
+
+function keySourceConfig(values: {
+  "key-dir"?: string | undefined;
+  keyservice?: string | undefined;
+  "keyservice-ca"?: string | undefined;
+  "keyservice-cert"?: string | undefined;
+  "keyservice-key"?: string | undefined;
+  "keyservice-server-name"?: string | undefined;
+}): KeySourceConfig {
+  const dir = values["key-dir"];
+  const target = values.keyservice;
+  if (dir && target) throw new InvalidArgumentError("choose one key source: --key-dir or --keyservice");
+  if (dir) return { kind: "file", dir };
+  if (!target) throw new InvalidArgumentError("a key source is required: --keyservice host:port (or --key-dir DIR for development)");
+  const caFile = values["keyservice-ca"];
+  const certFile = values["keyservice-cert"];
+  const keyFile = values["keyservice-key"];
+  if (!caFile || !certFile || !keyFile) {
+    throw new InvalidArgumentError("--keyservice needs --keyservice-ca, --keyservice-cert and --keyservice-key (mutual TLS)");
+  }
+  return { kind: "keyservice", target, caFile, certFile, keyFile, serverName: values["keyservice-server-name"] };
 }

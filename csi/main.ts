@@ -2,17 +2,23 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner } from "../lib/exec.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
-import { startGrpcServer, stopOnSignals } from "../lib/grpc-server.js";
+import { startGrpcServer, stopOnSignals, type ServiceBinding } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
 import { packageRoot } from "../lib/paths.js";
 import { loadProto } from "../lib/proto.js";
 import type { ProtoGrpcType } from "../proto/gen/csi.js";
+import type { ControllerHandlers } from "../proto/gen/csi/v1/Controller.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
 import { CSI_USAGE, parseCsiConfig } from "./config.js";
+import { createControllerService } from "./controller/controller-service.js";
+import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js";
+import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
+import { RecordStore } from "./disk/local/record-store.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
+import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { createNodeService } from "./node/node-service.js";
 import { VolumeLocks } from "./volume-locks.js";
@@ -27,31 +33,52 @@ export async function main(argv: string[]): Promise<number> {
   const log = createLogger({ component: "csi", level: config.logLevel });
   const version = (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
   const run = createRunner({ logger: log.child({ scope: "exec" }) });
-  const keys = await createFileKeySource({ dir: config.keySource.dir });
-  const disks = createLocalNodeSource({ dir: config.volumesDir, run });
+  const keys =
+    config.keySource.kind === "file"
+      ? await createFileKeySource({ dir: config.keySource.dir })
+      : await createKeyServiceKeySource({ ...config.keySource, logger: log.child({ scope: "keyservice-client" }) });
   const luks = new LuksDevices({ run, keys, bypassWorkqueues: config.bypassWorkqueues });
   const locks = new VolumeLocks();
-
   const csi = loadProto<ProtoGrpcType>("csi.proto").csi.v1;
-  const identity = createIdentityService({ name: config.driverName, version, controller: false, topology: true, run, keys });
-  const node = createNodeService({
-    nodeId: config.nodeId,
-    maxVolumesPerNode: config.maxVolumesPerNode,
-    allowedPathRoots: config.allowedPathRoots,
-    run,
-    luks,
-    disks,
-    locks,
-  });
-  const server = await startGrpcServer({
-    endpoint: config.endpoint,
-    logger: log,
-    services: [
-      { definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) },
-      { definition: csi.Node.service, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, node, log) },
-    ],
-  });
-  log.info({ driver: config.driverName, version, nodeId: config.nodeId, keySource: keys.kind, diskSource: disks.kind }, "cloak CSI plugin started");
+  const serves = (service: string): boolean => (config.services as readonly string[]).includes(service);
+
+  const services: ServiceBinding[] = [];
+  const identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
+  services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
+
+  if (serves("controller")) {
+    const controller = createControllerService({
+      nodeId: config.nodeId,
+      disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
+      volumes: await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord),
+      snapshots: await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord),
+      luks,
+      locks,
+      log,
+    });
+    services.push({
+      definition: csi.Controller.service,
+      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", csi.Controller.service, controller, log),
+    });
+  }
+  if (serves("node")) {
+    const node = createNodeService({
+      nodeId: config.nodeId,
+      maxVolumesPerNode: config.maxVolumesPerNode,
+      allowedPathRoots: config.allowedPathRoots,
+      run,
+      luks,
+      disks: createLocalNodeSource({ dir: config.volumesDir, run }),
+      locks,
+    });
+    services.push({ definition: csi.Node.service, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, node, log) });
+  }
+
+  const server = await startGrpcServer({ endpoint: config.endpoint, logger: log, services });
+  log.info(
+    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: "local" },
+    "cloak CSI plugin started",
+  );
   stopOnSignals([server, { stop: () => keys.close() }], log);
   return new Promise<number>(() => undefined);
 }

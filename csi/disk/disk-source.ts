@@ -18,3 +18,35 @@ export interface NodeDiskSource {
   /** After the disk grew (ControllerExpandVolume): make the device show the new size. */
   refreshSize(volumeId: string, options?: { signal?: AbortSignal | undefined }): Promise<void>;
 }
+
+/** A disk the controller manages: a volume's, or a snapshot's copy of one. */
+export interface DiskRef {
+  readonly kind: "volume" | "snapshot";
+  readonly id: string;
+}
+
+/**
+ * The controller half: creating, copying, growing and destroying disks. Cloak's own state
+ * (names, parameters, sizes) is kept by the controller service; a disk source only holds bytes.
+ */
+export interface ControllerDiskSource {
+  readonly kind: string;
+  /** An empty (all-zero) disk for a volume being created; replaces a partial one left by an interrupted attempt. */
+  createEmpty(volumeId: string, diskBytes: number, options?: { signal?: AbortSignal | undefined }): Promise<void>;
+  /**
+   * A byte-for-byte copy (LUKS header and ciphertext) of a volume's or snapshot's disk as a new
+   * disk, then grown to `diskBytes` if that is larger. A mounted source volume is frozen for
+   * the copy so that its filesystem is consistent.
+   */
+  copy(from: DiskRef, to: DiskRef, diskBytes: number, options?: { signal?: AbortSignal | undefined }): Promise<void>;
+  /** Crypto-erase (overwrite the LUKS header and keyslots), then remove. Idempotent. */
+  destroy(disk: DiskRef, options?: { signal?: AbortSignal | undefined }): Promise<void>;
+  /** Grows a volume's disk; never shrinks it. */
+  grow(volumeId: string, diskBytes: number): Promise<void>;
+  /** Whether a node has the volume's disk attached (it is staged, or being staged). */
+  isAttached(volumeId: string): Promise<boolean>;
+  /** Space left for new disks. */
+  freeBytes(): Promise<number>;
+  /** Where the disk can be read on this machine, for header edits; undefined for remote disks. */
+  localPath(disk: DiskRef): string | undefined;
+}

@@ -81,6 +81,11 @@ export function mappingStatus(name: string): Command {
   return { file: CRYPTSETUP, args: ["status", name], okExitCodes: [CRYPTSETUP_EXIT.wrongDevice] };
 }
 
+/** Exits 1 for "not LUKS2": an answer, not a failure. */
+export function isLuks2(device: string): Command {
+  return { file: CRYPTSETUP, args: ["isLuks", "--type", LUKS_FORMAT.type, device], okExitCodes: [1] };
+}
+
 /** Label and subsystem are written together: `config` clears whichever one is left out. */
 export function setLabel(device: string, label: LuksLabel): Command {
   return { file: CRYPTSETUP, args: ["config", "--label", label, "--subsystem", LUKS_FORMAT.subsystem, device] };

@@ -94,6 +94,12 @@ export class LuksDevices {
     }
   }
 
+  /** Whether `device` (a block device or an image file) starts with a LUKS2 header. */
+  async isLuks(device: string, signal: Signal): Promise<boolean> {
+    const result = await this.options.run(cryptsetup.isLuks2(device), { signal });
+    return result.exitCode === 0;
+  }
+
   async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {
     await this.options.run(cryptsetup.setLabel(device, label), { signal });
   }

@@ -31,9 +31,11 @@ export const LUKS_FORMAT = {
 /**
  * What the header label records about the volume's contents. A fresh volume may be given a
  * filesystem; one that was ever handed to a user may hold data even when no filesystem
- * signature is visible (a block volume), so it is never formatted again.
+ * signature is visible (a block volume), so it is never formatted again. "grow" is an in-use
+ * volume copied onto a larger disk (a restore or clone to a bigger size): its filesystem is
+ * grown at the next stage, then the label returns to "in-use".
  */
-export type LuksLabel = "fresh" | "in-use";
+export type LuksLabel = "fresh" | "in-use" | "grow";
 
 export interface HeaderVerdict {
   /** Empty when the header matches the policy. */

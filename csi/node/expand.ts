@@ -3,7 +3,7 @@ import type { Runner } from "../../lib/exec.js";
 import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError, NotFoundError, OutOfRangeError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
-import { LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
 import * as blkid from "../tools/blkid.js";
 import * as blockdev from "../tools/blockdev.js";
 import { growFilesystem, isFilesystem } from "../tools/mkfs.js";

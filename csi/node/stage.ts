@@ -4,10 +4,10 @@ import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint } from "../failpoints.js";
-import { LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
 import * as blkid from "../tools/blkid.js";
 import * as blockdev from "../tools/blockdev.js";
-import { implicitMountOptions, mkfs, type Filesystem } from "../tools/mkfs.js";
+import { growFilesystem, implicitMountOptions, isFilesystem, mkfs, type Filesystem } from "../tools/mkfs.js";
 import { mountFilesystem } from "../tools/mount.js";
 import type { Access } from "../validate.js";
 import { firstNonZeroByte } from "./disk-content.js";
@@ -97,7 +97,7 @@ async function mountStaged(
     if (mounted.device !== (await deviceNumber(decrypted))) {
       throw new FailedPreconditionError(`${stagingPath} is already a mount point of another device (${mounted.source})`);
     }
-    if (volume.label !== "in-use") await deps.luks.setLabel(volume.device, "in-use", signal);
+    await settleLabel(deps, request, volume, mounted.fsType);
     return;
   }
 
@@ -110,8 +110,13 @@ async function mountStaged(
     log.info({ mapper: volume.name, fsType: plan.fsType }, "created filesystem");
     failpoint("stage:after-mkfs");
   }
-  // Recorded before the volume is handed out: from here on it may hold data.
-  if (volume.label !== "in-use") await deps.luks.setLabel(volume.device, "in-use", signal);
+  // Recorded before the volume is handed out: from here on it may hold data. A "grow" label
+  // stays until the filesystem has been grown, after the mount.
+  let label = volume.label;
+  if (label === "fresh") {
+    await deps.luks.setLabel(volume.device, "in-use", signal);
+    label = "in-use";
+  }
   failpoint("stage:after-label");
 
   await mkdir(stagingPath, { recursive: true });
@@ -123,6 +128,26 @@ async function mountStaged(
   );
   log.info({ mapper: volume.name, stagingPath }, "mounted");
   failpoint("stage:after-mount");
+  await settleLabel(deps, request, { device: volume.device, label }, plan.fsType);
+}
+
+/**
+ * Leaves a mounted volume labelled "in-use". A copy restored onto a larger disk ("grow")
+ * carries its source's smaller filesystem, which is grown first so that the user gets the size
+ * they asked for; growing is idempotent, so a crash before the label changes only repeats it.
+ */
+async function settleLabel(
+  deps: StageDeps,
+  request: StageRequest,
+  volume: { device: string; label: string | undefined },
+  fsType: string,
+): Promise<void> {
+  if (volume.label === "in-use") return;
+  if (volume.label === "grow" && isFilesystem(fsType)) {
+    await deps.run(growFilesystem(fsType, mapperPath(request.volumeId), request.stagingPath), { signal: request.signal });
+    request.log.info({ stagingPath: request.stagingPath }, "grew the filesystem of a copy restored to a larger size");
+  }
+  await deps.luks.setLabel(volume.device, "in-use", request.signal);
 }
 
 async function deviceSize(run: Runner, device: string, signal: AbortSignal): Promise<number> {

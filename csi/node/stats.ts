@@ -2,7 +2,7 @@ import { stat, statfs } from "node:fs/promises";
 import type { Runner } from "../../lib/exec.js";
 import { NotFoundError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
-import { LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
 import * as blockdev from "../tools/blockdev.js";
 import type { NodeGetVolumeStatsResponse } from "../../proto/gen/csi/v1/NodeGetVolumeStatsResponse.js";
 import { deviceNumber, topMountAt } from "./mounts.js";

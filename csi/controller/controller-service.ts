@@ -1,0 +1,395 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "../../lib/log.js";
+import {
+  AbortedError,
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  OutOfRangeError,
+  ResourceExhaustedError,
+} from "../../lib/errors.js";
+import type { AsyncHandlers } from "../../lib/grpc-handler.js";
+import { int64ToNumber } from "../../lib/proto.js";
+import type { ControllerHandlers } from "../../proto/gen/csi/v1/Controller.js";
+import type { Snapshot } from "../../proto/gen/csi/v1/Snapshot.js";
+import type { Topology__Output } from "../../proto/gen/csi/v1/Topology.js";
+import type { Volume } from "../../proto/gen/csi/v1/Volume.js";
+import type { VolumeCapability__Output } from "../../proto/gen/csi/v1/VolumeCapability.js";
+import type { VolumeContentSource__Output } from "../../proto/gen/csi/v1/VolumeContentSource.js";
+import type { ControllerDiskSource } from "../disk/disk-source.js";
+import type { RecordStore } from "../disk/local/record-store.js";
+import { failpoint } from "../failpoints.js";
+import type { LuksDevices } from "../luks/luks-device.js";
+import { TOPOLOGY_NODE_KEY } from "../node/node-service.js";
+import * as validate from "../validate.js";
+import type { VolumeLocks } from "../volume-locks.js";
+import { LUKS_HEADER_BYTES, satisfies, sizeFor } from "./capacity.js";
+import { page } from "./pagination.js";
+import { parseParameters, sameParameters, volumeContext, type VolumeParameters } from "./parameters.js";
+import type { SnapshotRecord, VolumeRecord } from "./records.js";
+
+export interface ControllerServiceOptions {
+  /** The node whose disk source this controller manages (the local layout: one per node). */
+  readonly nodeId: string;
+  readonly disks: ControllerDiskSource;
+  readonly volumes: RecordStore<VolumeRecord>;
+  readonly snapshots: RecordStore<SnapshotRecord>;
+  readonly luks: LuksDevices;
+  /** Shared with the node service: a volume being staged cannot be deleted at the same time. */
+  readonly locks: VolumeLocks;
+  readonly log: Logger;
+}
+
+/** CSI names are up to 128 characters in Kubernetes; control characters are banned by the spec. */
+const MAX_NAME = 128;
+
+const CAPABILITIES = [
+  "CREATE_DELETE_VOLUME",
+  "LIST_VOLUMES",
+  "GET_CAPACITY",
+  "CREATE_DELETE_SNAPSHOT",
+  "LIST_SNAPSHOTS",
+  "CLONE_VOLUME",
+  "EXPAND_VOLUME",
+  "GET_VOLUME",
+] as const;
+
+/**
+ * The CSI Controller service over a disk source. Every multi-step operation writes its intent
+ * to the record store first, so a restart finishes or rolls forward whatever was in flight,
+ * and every call is idempotent by name (create) or id (delete, expand).
+ */
+export function createControllerService(options: ControllerServiceOptions): AsyncHandlers<ControllerHandlers> {
+  const { disks, volumes, snapshots, locks, log, nodeId } = options;
+  const topology = [{ segments: { [TOPOLOGY_NODE_KEY]: nodeId } }];
+
+  function toVolume(record: VolumeRecord): Volume {
+    return {
+      volume_id: record.id,
+      capacity_bytes: record.capacityBytes,
+      volume_context: volumeContext(record.parameters),
+      accessible_topology: topology,
+      content_source: record.source
+        ? record.source.kind === "snapshot"
+          ? { snapshot: { snapshot_id: record.source.id } }
+          : { volume: { volume_id: record.source.id } }
+        : null,
+    };
+  }
+
+  function toSnapshot(record: SnapshotRecord): Snapshot {
+    const millis = Date.parse(record.createdAt);
+    return {
+      snapshot_id: record.id,
+      source_volume_id: record.sourceVolumeId,
+      size_bytes: record.capacityBytes,
+      creation_time: { seconds: Math.floor(millis / 1000), nanos: (millis % 1000) * 1_000_000 },
+      ready_to_use: record.state === "ready",
+    };
+  }
+
+  function readyVolume(id: string): VolumeRecord {
+    const record = volumes.get(id);
+    if (!record || record.state !== "ready") throw new NotFoundError(`volume ${id} does not exist`);
+    return record;
+  }
+
+  /** The source a new volume is copied from, checked against what the request asks. */
+  function contentSource(
+    source: VolumeContentSource__Output | null,
+    parameters: VolumeParameters,
+  ): { kind: "snapshot" | "volume"; id: string; capacityBytes: number } | undefined {
+    if (!source) return undefined;
+    let found: { kind: "snapshot" | "volume"; id: string; capacityBytes: number; parameters: VolumeParameters };
+    if (source.type === "snapshot") {
+      const id = validate.volumeId(source.snapshot?.snapshot_id ?? "", "volume_content_source.snapshot.snapshot_id");
+      const snapshot = snapshots.get(id);
+      if (!snapshot || snapshot.state !== "ready") throw new NotFoundError(`snapshot ${id} does not exist`);
+      found = { kind: "snapshot", id, capacityBytes: snapshot.capacityBytes, parameters: snapshot.parameters };
+    } else if (source.type === "volume") {
+      const id = validate.volumeId(source.volume?.volume_id ?? "", "volume_content_source.volume.volume_id");
+      const volume = volumes.get(id);
+      if (!volume || volume.state !== "ready") throw new NotFoundError(`source volume ${id} does not exist`);
+      found = { kind: "volume", id, capacityBytes: volume.capacityBytes, parameters: volume.parameters };
+    } else {
+      throw new InvalidArgumentError("volume_content_source names neither a snapshot nor a volume");
+    }
+    if (found.parameters.integrity !== parameters.integrity) {
+      throw new InvalidArgumentError(`the ${found.kind} ${found.id} was made ${found.parameters.integrity ? "with" : "without"} integrity; the new volume must match`);
+    }
+    return found;
+  }
+
+  function checkTopology(requirement: { requisite: Topology__Output[]; preferred: Topology__Output[] } | null): void {
+    if (!requirement) return;
+    const all = [...requirement.requisite, ...requirement.preferred];
+    if (all.length === 0) return;
+    const here = all.some((t) => t.segments[TOPOLOGY_NODE_KEY] === undefined || t.segments[TOPOLOGY_NODE_KEY] === nodeId);
+    if (!here) throw new ResourceExhaustedError(`this controller provisions only on node ${nodeId}, which the topology requirement excludes`);
+  }
+
+  async function createDisk(record: VolumeRecord, signal: AbortSignal): Promise<void> {
+    if (!record.source) {
+      await disks.createEmpty(record.id, record.diskBytes, { signal });
+      return;
+    }
+    await disks.copy(record.source, { kind: "volume", id: record.id }, record.diskBytes, { signal });
+    const sourceDisk = record.source.kind === "snapshot" ? snapshots.get(record.source.id)?.diskBytes : volumes.get(record.source.id)?.diskBytes;
+    const path = disks.localPath({ kind: "volume", id: record.id });
+    // A copy larger than its source holds a filesystem sized for the source: the node grows
+    // it at the next stage when the header says so.
+    if (path && sourceDisk !== undefined && record.diskBytes > sourceDisk && (await options.luks.isLuks(path, signal))) {
+      await options.luks.setLabel(path, "grow", signal);
+    }
+  }
+
+  return {
+    async CreateVolume(req, { signal }) {
+      const name = checkName(req.name);
+      if (req.volume_capabilities.length === 0) throw new InvalidArgumentError("volume_capabilities is required");
+      req.volume_capabilities.forEach((cap, i) => validate.capability(cap, `volume_capabilities[${i}]`));
+      const parameters = parseParameters(req.parameters);
+      const range = {
+        requiredBytes: int64ToNumber(req.capacity_range?.required_bytes, "capacity_range.required_bytes"),
+        limitBytes: int64ToNumber(req.capacity_range?.limit_bytes, "capacity_range.limit_bytes"),
+      };
+      const source = contentSource(req.volume_content_source, parameters);
+      if (source && range.requiredBytes === 0 && range.limitBytes === 0) range.requiredBytes = source.capacityBytes;
+      const sizing = sizeFor(range, parameters.integrity);
+      if (source && sizing.capacityBytes < source.capacityBytes) {
+        throw new OutOfRangeError(`the ${source.kind} ${source.id} holds ${source.capacityBytes} bytes; a copy cannot be smaller`);
+      }
+      checkTopology(req.accessibility_requirements);
+
+      return locks.with(`name:${name}`, "CreateVolume", async () => {
+        let record = volumes.find((v) => v.name === name);
+        if (record) {
+          const sameSource = (record.source?.id ?? "") === (source?.id ?? "") && record.source?.kind === source?.kind;
+          if (!sameParameters(record.parameters, parameters) || !sameSource || !satisfies(record.capacityBytes, range)) {
+            throw new AlreadyExistsError(
+              `volume ${name} already exists (${record.id}, ${record.capacityBytes} bytes, ${JSON.stringify(record.parameters)}) and differs from this request`,
+            );
+          }
+          if (record.state === "ready") return { volume: toVolume(record) };
+          if (record.state === "deleting") throw new AbortedError(`volume ${name} is being deleted; retry later`);
+        } else {
+          if ((await disks.freeBytes()) < sizing.diskBytes - sizing.capacityBytes) {
+            throw new ResourceExhaustedError("the volumes directory has no space left for another volume header");
+          }
+          record = {
+            id: `vol-${randomUUID()}`,
+            name,
+            state: "creating",
+            capacityBytes: sizing.capacityBytes,
+            diskBytes: sizing.diskBytes,
+            parameters,
+            nodeId,
+            source: source && { kind: source.kind, id: source.id },
+            createdAt: new Date().toISOString(),
+          };
+          await volumes.put(record);
+          failpoint("create:after-record");
+        }
+        const creating = record;
+        await locks.with(creating.id, "CreateVolume", () => createDisk(creating, signal));
+        failpoint("create:after-disk");
+        const ready: VolumeRecord = { ...creating, state: "ready" };
+        await volumes.put(ready);
+        log.info({ volume_id: ready.id, name, capacityBytes: ready.capacityBytes, source: ready.source }, "volume created");
+        return { volume: toVolume(ready) };
+      });
+    },
+
+    async DeleteVolume(req, { signal }) {
+      const id = requiredId(req.volume_id, "volume_id");
+      await locks.with(id, "DeleteVolume", async () => {
+        const record = volumes.get(id);
+        if (!record) return;
+        if (await disks.isAttached(id)) {
+          throw new FailedPreconditionError(`volume ${id} is staged on node ${record.nodeId}; unstage it first`);
+        }
+        if (record.state !== "deleting") await volumes.put({ ...record, state: "deleting" });
+        failpoint("delete:after-mark");
+        await disks.destroy({ kind: "volume", id }, { signal });
+        await volumes.remove(id);
+        log.info({ volume_id: id, name: record.name }, "volume deleted");
+      });
+      return {};
+    },
+
+    async ControllerExpandVolume(req) {
+      const id = requiredId(req.volume_id, "volume_id");
+      if (!req.capacity_range) throw new InvalidArgumentError("capacity_range is required");
+      const range = {
+        requiredBytes: int64ToNumber(req.capacity_range.required_bytes, "capacity_range.required_bytes"),
+        limitBytes: int64ToNumber(req.capacity_range.limit_bytes, "capacity_range.limit_bytes"),
+      };
+      return locks.with(id, "ControllerExpandVolume", async () => {
+        const record = readyVolume(id);
+        if (record.parameters.integrity) {
+          throw new FailedPreconditionError(
+            `volume ${id} uses dm-integrity, which cannot be expanded: its tags and journal are laid out for the original size`,
+          );
+        }
+        const sizing = sizeFor(range, false);
+        if (sizing.capacityBytes <= record.capacityBytes) {
+          return { capacity_bytes: record.capacityBytes, node_expansion_required: true };
+        }
+        await disks.grow(id, sizing.diskBytes);
+        failpoint("expand:after-grow");
+        await volumes.put({ ...record, capacityBytes: sizing.capacityBytes, diskBytes: sizing.diskBytes });
+        log.info({ volume_id: id, capacityBytes: sizing.capacityBytes }, "volume expanded");
+        return { capacity_bytes: sizing.capacityBytes, node_expansion_required: true };
+      });
+    },
+
+    async ValidateVolumeCapabilities(req) {
+      const id = requiredId(req.volume_id, "volume_id");
+      if (req.volume_capabilities.length === 0) throw new InvalidArgumentError("volume_capabilities is required");
+      const record = readyVolume(id);
+      const unsupported = firstUnsupported(req.volume_capabilities);
+      if (unsupported) return { message: unsupported };
+      const context = volumeContext(record.parameters);
+      for (const [key, value] of Object.entries(req.volume_context)) {
+        if (context[key] !== value) return { message: `volume_context.${key} does not match the volume's` };
+      }
+      try {
+        if (!sameParameters(parseParameters(req.parameters), record.parameters) && Object.keys(req.parameters).length > 0) {
+          return { message: "parameters do not match the volume's" };
+        }
+      } catch (err) {
+        return { message: err instanceof Error ? err.message : String(err) };
+      }
+      return { confirmed: { volume_context: req.volume_context, volume_capabilities: req.volume_capabilities, parameters: req.parameters } };
+    },
+
+    async ListVolumes(req) {
+      const ready = volumes.list().filter((v) => v.state === "ready");
+      const { entries, nextToken } = page(ready, (v) => v.id, { maxEntries: req.max_entries, startingToken: req.starting_token });
+      return { entries: entries.map((v) => ({ volume: toVolume(v) })), next_token: nextToken };
+    },
+
+    async ControllerGetVolume(req) {
+      const record = readyVolume(requiredId(req.volume_id, "volume_id"));
+      const attached = await disks.isAttached(record.id);
+      return { volume: toVolume(record), status: { published_node_ids: attached ? [record.nodeId] : [] } };
+    },
+
+    async GetCapacity(req) {
+      if (req.accessible_topology && req.accessible_topology.segments[TOPOLOGY_NODE_KEY] !== undefined &&
+          req.accessible_topology.segments[TOPOLOGY_NODE_KEY] !== nodeId) {
+        return { available_capacity: 0 };
+      }
+      parseParameters(req.parameters);
+      const unsupported = firstUnsupported(req.volume_capabilities);
+      if (unsupported) throw new InvalidArgumentError(unsupported);
+      const free = Math.max(0, (await disks.freeBytes()) - LUKS_HEADER_BYTES);
+      return { available_capacity: free, maximum_volume_size: { value: free } };
+    },
+
+    async ControllerGetCapabilities() {
+      return { capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) };
+    },
+
+    async CreateSnapshot(req, { signal }) {
+      const name = checkName(req.name);
+      const sourceId = requiredId(req.source_volume_id, "source_volume_id");
+      const unknown = Object.keys(req.parameters).filter((k) => !k.startsWith("csi.storage.k8s.io/"));
+      if (unknown.length > 0) throw new InvalidArgumentError(`unknown snapshot parameters ${unknown.join(", ")}; none are accepted`);
+
+      return locks.with(`snapshot-name:${name}`, "CreateSnapshot", async () => {
+        let record = snapshots.find((s) => s.name === name);
+        if (record) {
+          if (record.sourceVolumeId !== sourceId) {
+            throw new AlreadyExistsError(`snapshot ${name} already exists for volume ${record.sourceVolumeId}, not ${sourceId}`);
+          }
+          if (record.state === "ready") return { snapshot: toSnapshot(record) };
+          if (record.state === "deleting") throw new AbortedError(`snapshot ${name} is being deleted; retry later`);
+        } else {
+          const source = readyVolume(sourceId);
+          record = {
+            id: `snap-${randomUUID()}`,
+            name,
+            state: "creating",
+            sourceVolumeId: sourceId,
+            capacityBytes: source.capacityBytes,
+            diskBytes: source.diskBytes,
+            parameters: source.parameters,
+            createdAt: new Date().toISOString(),
+          };
+          await snapshots.put(record);
+          failpoint("snapshot:after-record");
+        }
+        const creating = record;
+        // The source's lock keeps a stage or delete of it from interleaving with the copy.
+        await locks.with(sourceId, "CreateSnapshot", () =>
+          disks.copy({ kind: "volume", id: sourceId }, { kind: "snapshot", id: creating.id }, creating.diskBytes, { signal }),
+        );
+        const ready: SnapshotRecord = { ...creating, state: "ready" };
+        await snapshots.put(ready);
+        log.info({ snapshot_id: ready.id, source_volume_id: sourceId, name }, "snapshot created");
+        return { snapshot: toSnapshot(ready) };
+      });
+    },
+
+    async DeleteSnapshot(req, { signal }) {
+      const id = requiredId(req.snapshot_id, "snapshot_id");
+      await locks.with(id, "DeleteSnapshot", async () => {
+        const record = snapshots.get(id);
+        if (!record) return;
+        if (record.state !== "deleting") await snapshots.put({ ...record, state: "deleting" });
+        await disks.destroy({ kind: "snapshot", id }, { signal });
+        await snapshots.remove(id);
+        log.info({ snapshot_id: id, name: record.name }, "snapshot deleted");
+      });
+      return {};
+    },
+
+    async ListSnapshots(req) {
+      const ready = snapshots
+        .list()
+        .filter((s) => s.state === "ready")
+        .filter((s) => req.snapshot_id === "" || s.id === req.snapshot_id)
+        .filter((s) => req.source_volume_id === "" || s.sourceVolumeId === req.source_volume_id);
+      const { entries, nextToken } = page(ready, (s) => s.id, { maxEntries: req.max_entries, startingToken: req.starting_token });
+      return { entries: entries.map((s) => ({ snapshot: toSnapshot(s) })), next_token: nextToken };
+    },
+  };
+}
+
+function checkName(name: string): string {
+  if (name === "") throw new InvalidArgumentError("name is required");
+  if (name.length > MAX_NAME) throw new InvalidArgumentError(`name is longer than ${MAX_NAME} characters`);
+  if ([...name].some(isBannedControlCharacter)) {
+    throw new InvalidArgumentError("name contains control characters, which CSI forbids");
+  }
+  return name;
+}
+
+/**
+ * An id given to a delete or lookup: required, but an id cloak could never have issued is not
+ * an error for an idempotent delete, only "not found". Ids that could escape the volumes
+ * directory are still refused.
+ */
+function requiredId(id: string, field: string): string {
+  if (id === "") throw new InvalidArgumentError(`${field} is required`);
+  return validate.volumeId(id, field);
+}
+
+function firstUnsupported(capabilities: readonly VolumeCapability__Output[]): string | undefined {
+  for (const [i, cap] of capabilities.entries()) {
+    try {
+      validate.capability(cap, `volume_capabilities[${i}]`);
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
+  return undefined;
+}
+
+/** U+0000-U+0008, U+000B, U+000C, U+000E-U+001F, U+007F-U+009F: the spec's banned characters. */
+function isBannedControlCharacter(char: string): boolean {
+  const code = char.codePointAt(0) ?? 0;
+  return code <= 0x08 || code === 0x0b || code === 0x0c || (code >= 0x0e && code <= 0x1f) || (code >= 0x7f && code <= 0x9f);
+}
