@@ -205,7 +205,7 @@ export class Agent {
         strict: c.strict,
         strictCIDRs: c.strictCIDRs,
       });
-      const result = await this.dataplane.apply(next, keys, c.strict);
+      const result = await this.dataplane.apply(next, { ...keys, file: c.keyFile }, c.strict);
       this.current = next;
       this.device = result.device;
       this.observe();
@@ -270,8 +270,8 @@ export class Agent {
     this.o.metrics.observeDevice(this.device, (k) => byKey.get(k), Math.floor(Date.now() / 1000));
   }
 
-  private async refreshStats(): Promise<void> {
-    if (this.running || this.stopped) return;
+  async refreshStats(): Promise<void> {
+    if (this.stopped) return;
     try {
       this.device = await this.dataplane.readDevice();
       this.observe();

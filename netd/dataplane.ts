@@ -93,8 +93,9 @@ export class Dataplane {
       }
     }
     // wireguard-go detaches itself and keeps running after this call returns; it serves the
-    // same `wg` interface through its socket in /var/run/wireguard.
-    await runner({ file: this.o.wireguardGo, args: [iface], timeoutMs: 30_000 });
+    // same `wg` interface through its socket in /var/run/wireguard. At any log level but
+    // "silent" the detached daemon keeps our stdout pipe open and this call never returns.
+    await runner({ file: this.o.wireguardGo, args: [iface], env: { LOG_LEVEL: "silent" }, timeoutMs: 30_000 });
     this.implementationInUse = "userspace";
     return "userspace";
   }
@@ -104,7 +105,7 @@ export class Dataplane {
   }
 
   /** Brings everything live in line with the plan, touching only what differs. */
-  async apply(plan: Plan, keys: KeyPair, strict: boolean): Promise<ApplyResult> {
+  async apply(plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
     const { runner, iface, table } = this.o;
 
     // Strict rules first: nothing may leave in plain text while peers are being set up.
@@ -124,7 +125,7 @@ export class Dataplane {
     const live = await this.readDevice();
     const change = diffDevice(live, {
       publicKey: keys.publicKey,
-      privateKey: keys.privateKey,
+      privateKeyFile: keys.file,
       listenPort: this.o.listenPort,
       fwmark: this.o.fwmark,
       peers: plan.peers,
@@ -151,7 +152,7 @@ export class Dataplane {
       routesChanged: routeChanges.length,
       rulesChanged: rules.add.length + rules.remove.length,
       strictChanged,
-      keyChanged: change.privateKey !== undefined,
+      keyChanged: change.privateKeyFile !== undefined,
       device: wg.isEmptyChange(change) ? live : await this.readDevice(),
     };
   }

@@ -10,7 +10,8 @@ import type { DeviceChange, LiveDevice, PeerChange } from "./tools/wg.js";
 
 export interface DeviceWant {
   readonly publicKey: string;
-  readonly privateKey: string;
+  /** Where the private key is kept; `wg` reads it from there. */
+  readonly privateKeyFile: string;
   readonly listenPort: number;
   readonly fwmark: number;
   readonly peers: readonly DesiredPeer[];
@@ -47,7 +48,7 @@ export function diffDevice(live: LiveDevice, want: DeviceWant): DeviceChange {
     .filter((p) => !wanted.has(p.publicKey))
     .map((p) => ({ publicKey: p.publicKey, remove: true as const }));
   return {
-    ...(live.publicKey !== want.publicKey ? { privateKey: want.privateKey } : {}),
+    ...(live.publicKey !== want.publicKey ? { privateKeyFile: want.privateKeyFile } : {}),
     ...(live.listenPort !== want.listenPort ? { listenPort: want.listenPort } : {}),
     ...(live.fwmark !== want.fwmark ? { fwmark: want.fwmark } : {}),
     peers: [...gaining, ...losing, ...removals],

@@ -6,6 +6,8 @@ import type { NetdMetrics } from "./metrics.js";
 export interface StatusSource {
   readonly healthy: boolean;
   status(): AgentStatus;
+  /** Re-reads the per-peer counters, so that a scrape never shows stale handshakes. */
+  refreshStats(): Promise<void>;
 }
 
 export interface StatusServerOptions {
@@ -39,10 +41,13 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
     if (path === "/healthz") {
       return o.agent.healthy ? reply(200, "text/plain", "ok\n") : reply(503, "text/plain", `not ready: ${o.agent.status().lastError ?? "no reconcile yet"}\n`);
     }
-    if (path === "/status") return reply(200, "application/json", `${JSON.stringify(o.agent.status())}\n`);
-    if (path === "/metrics") {
-      o.metrics.registry.metrics().then(
-        (text) => reply(200, o.metrics.registry.contentType, text),
+    if (path === "/status" || path === "/metrics") {
+      const body = async () => {
+        await o.agent.refreshStats();
+        return path === "/status" ? `${JSON.stringify(o.agent.status())}\n` : o.metrics.registry.metrics();
+      };
+      body().then(
+        (text) => reply(200, path === "/status" ? "application/json" : o.metrics.registry.contentType, text),
         (err: unknown) => reply(500, "text/plain", `${(err as Error).message}\n`),
       );
       return;

@@ -70,8 +70,11 @@ export type PeerChange =
     };
 
 export interface DeviceChange {
-  /** Sent on stdin (`private-key /dev/stdin`), never in argv. */
-  readonly privateKey?: string;
+  /**
+   * The key file's path: wg reads the key from it, so the key never enters argv. (Not
+   * /dev/stdin: the runner's stdin is a socket, which wg cannot fopen.)
+   */
+  readonly privateKeyFile?: string;
   readonly listenPort?: number;
   readonly fwmark?: number;
   /** Applied in order: the planner puts peers that gain an allowed-ip before those that lose it. */
@@ -81,7 +84,7 @@ export interface DeviceChange {
 /** One `wg set` for a whole change set, however many peers it touches. */
 export function set(iface: string, change: DeviceChange): Command {
   const args = ["set", iface];
-  if (change.privateKey !== undefined) args.push("private-key", "/dev/stdin");
+  if (change.privateKeyFile !== undefined) args.push("private-key", change.privateKeyFile);
   if (change.listenPort !== undefined) args.push("listen-port", String(change.listenPort));
   if (change.fwmark !== undefined) args.push("fwmark", change.fwmark === 0 ? "off" : `0x${change.fwmark.toString(16)}`);
   for (const peer of change.peers) {
@@ -95,18 +98,13 @@ export function set(iface: string, change: DeviceChange): Command {
     args.push("allowed-ips", peer.allowedIPs.join(","));
     args.push("persistent-keepalive", peer.persistentKeepalive === undefined ? "off" : String(peer.persistentKeepalive));
   }
-  return {
-    file: "wg",
-    args,
-    timeoutMs: 60_000,
-    ...(change.privateKey !== undefined ? { input: `${change.privateKey}\n` } : {}),
-  };
+  return { file: "wg", args, timeoutMs: 60_000 };
 }
 
 /** A change that sets nothing. */
 export function isEmptyChange(change: DeviceChange): boolean {
   return (
-    change.privateKey === undefined &&
+    change.privateKeyFile === undefined &&
     change.listenPort === undefined &&
     change.fwmark === undefined &&
     change.peers.length === 0
