@@ -1,0 +1,26 @@
+import { describe, expect, it } from "vitest";
+import { canonicalAddress, formatEndpoint, isPrefix, parsePrefix } from "./cidr.js";
+
+describe("prefixes", () => {
+  it.each([
+    ["192.0.2.1", "192.0.2.1/32", 4],
+    ["192.0.2.77/26", "192.0.2.64/26", 4],
+    ["0.0.0.0/0", "0.0.0.0/0", 4],
+    ["FD00:CD:0:0::1", "fd00:cd::1/128", 6],
+    ["fd00:cd:2:0:1::/64", "fd00:cd:2::/64", 6],
+    ["::/0", "::/0", 6],
+  ])("%s → %s", (text, canonical, family) => {
+    expect(parsePrefix(text)).toEqual({ text: canonical, family });
+  });
+
+  it.each(["", "192.0.2.0/33", "192.0.2.0/", "fd00::/129", "host/24", "192.0.2.0/-1", "192.0.2.0/08x"])("refuses %j", (text) => {
+    expect(isPrefix(text)).toBe(false);
+  });
+
+  it("formats endpoints, bracketing IPv6", () => {
+    expect(formatEndpoint("192.0.2.1", 51872)).toBe("192.0.2.1:51872");
+    expect(formatEndpoint("fd00:cd:0::11", 51872)).toBe("[fd00:cd::11]:51872");
+    expect(canonicalAddress("FD00::0:1")).toBe("fd00::1");
+    expect(() => canonicalAddress("nope")).toThrow(/not an IP address/);
+  });
+});
