@@ -8,6 +8,8 @@ import { createRunner, type Runner } from "../../lib/exec.js";
 import { createLogger } from "../../lib/log.js";
 import { packageRoot } from "../../lib/paths.js";
 import { Daemon } from "../netns/daemon.js";
+import { scaled } from "../netns/timing.js";
+import { splice } from "./splice.js";
 import { ensureCa, ensureLeaf, ensureServiceAccountKey, type Pem } from "./certs.js";
 
 /**
@@ -138,7 +140,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       "--log-level=info",
     ],
   });
-  await etcd.waitForOutput((out) => /serving client traffic securely|ready to serve client requests/i.test(out), 60_000).catch(async (err: unknown) => {
+  await etcd.waitForOutput((out) => /serving client traffic securely|ready to serve client requests/i.test(out), scaled(60_000)).catch(async (err: unknown) => {
     await etcd.stop("SIGKILL");
     throw err;
   });
@@ -189,17 +191,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         logFile: join(dir, "relay.log"),
         argv: [process.execPath, join(packageRoot(), "dist/test/apiserver/relay.js"), socketPath, address, String(port)],
       });
-      await relay.waitForOutput((out) => out.includes("ready"), 30_000);
-      relayServer = createServer((client) => {
-        const upstream = connect(socketPath);
-        client.pipe(upstream).pipe(client);
-        const close = () => {
-          client.destroy();
-          upstream.destroy();
-        };
-        client.on("error", close);
-        upstream.on("error", close);
-      });
+      await relay.waitForOutput((out) => out.includes("ready"), scaled(30_000));
+      relayServer = createServer((client) => splice(client, connect(socketPath)));
       await new Promise<void>((resolve) => relayServer?.listen(0, "127.0.0.1", resolve));
       hostUrl = `https://127.0.0.1:${(relayServer.address() as AddressInfo).port}`;
     }
@@ -214,14 +207,14 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   adminClient.loadFromFile(kubeconfigPath);
 
   const waitReady = async () => {
-    const deadline = Date.now() + 120_000;
+    const deadline = Date.now() + scaled(120_000);
     for (;;) {
       try {
         // /readyz is 200 only once every post-start hook (RBAC bootstrap roles among them) ran.
         if ((await getPath(adminClient, "/readyz")) === 200) return;
       } catch (err) {
         if (!apiserver.running) throw new Error(`kube-apiserver exited:\n${apiserver.stdout.slice(-4000)}`, { cause: err });
-        if (Date.now() > deadline) throw new Error(`kube-apiserver not ready after 120 s:\n${apiserver.stdout.slice(-4000)}`, { cause: err });
+        if (Date.now() > deadline) throw new Error(`kube-apiserver not ready after ${scaled(120)} s:\n${apiserver.stdout.slice(-4000)}`, { cause: err });
       }
       await new Promise((r) => setTimeout(r, 250));
     }

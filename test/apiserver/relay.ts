@@ -6,19 +6,11 @@
  */
 import { createConnection, createServer } from "node:net";
 import { rmSync } from "node:fs";
+import { splice } from "./splice.js";
 
 const [socketPath = "", host = "", port = "0"] = process.argv.slice(2);
 rmSync(socketPath, { force: true });
-const server = createServer((client) => {
-  const upstream = createConnection({ host, port: Number(port) });
-  client.pipe(upstream).pipe(client);
-  const close = () => {
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on("error", close);
-  upstream.on("error", close);
-});
+const server = createServer((client) => splice(client, createConnection({ host, port: Number(port) })));
 server.listen(socketPath, () => process.stdout.write("ready\n"));
 const stop = () => server.close(() => process.exit(0));
 process.on("SIGTERM", stop);

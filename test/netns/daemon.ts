@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { NODE_COMPILE_CACHE } from "./timing.js";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 
@@ -27,7 +28,7 @@ export class Daemon {
     const argv = o.netns ? ["ip", "netns", "exec", o.netns, ...o.argv] : [...o.argv];
     this.log = createWriteStream(o.logFile, { flags: "a" });
     const [file = "", ...args] = argv;
-    this.child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...o.env } });
+    this.child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...NODE_COMPILE_CACHE, ...o.env } });
     const keep = (chunk: Buffer) => {
       this.log.write(chunk);
       this.output = (this.output + chunk.toString()).slice(-65536);

@@ -1,4 +1,5 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from "@kubernetes/client-node";
+import { NODE_COMPILE_CACHE, scaled } from "./timing.js";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
@@ -88,7 +89,7 @@ export class NetdCluster {
       } catch {
         return true;
       }
-    }, 10_000, `node ${name} deleted`);
+    }, scaled(10_000), `node ${name} deleted`);
   }
 
   async readNode(name: string): Promise<V1Node> {
@@ -102,7 +103,7 @@ export class NetdCluster {
       name: `netd-${node.name}`,
       netns: node.ns,
       logFile: join(this.o.dir, `netd-${node.name}.log`),
-      env: { LOG_LEVEL: "debug" },
+      env: { LOG_LEVEL: "debug", ...NODE_COMPILE_CACHE },
       argv: [
         process.execPath,
         join(packageRoot(), "dist/cmd/cloak.js"),
@@ -120,7 +121,7 @@ export class NetdCluster {
     });
     this.starts++;
     this.netds.set(node.name, d);
-    await d.waitForOutput((out) => out.includes("serving /healthz"), 30_000);
+    await d.waitForOutput((out) => out.includes("serving /healthz"), scaled(30_000));
     return d;
   }
 
@@ -134,7 +135,7 @@ export class NetdCluster {
   }
 
   async device(node: TestNode): Promise<wg.LiveDevice> {
-    const r = await this.o.testbed.exec(node.ns, ["wg", "show", this.iface(node), "dump"]);
+    const r = await this.o.testbed.exec(node.ns, ["wg", "show", this.iface(node), "dump"], { timeoutMs: scaled(30_000) });
     return wg.parseDump(r.stdout);
   }
 
@@ -149,7 +150,7 @@ export class NetdCluster {
   }
 
   /** Waits until `node`'s interface has exactly `expected` peers' allowed-ips (node name → prefixes). */
-  async waitForPeers(node: TestNode, expected: Record<string, readonly string[]>, timeoutMs = 20_000): Promise<wg.LiveDevice> {
+  async waitForPeers(node: TestNode, expected: Record<string, readonly string[]>, timeoutMs = scaled(20_000)): Promise<wg.LiveDevice> {
     const want = Object.values(expected).map((l) => [...l].sort().join(",")).sort();
     let last: wg.LiveDevice | undefined;
     await waitFor(

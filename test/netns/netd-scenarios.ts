@@ -7,6 +7,7 @@ import { startApiServer, type ApiServer } from "../apiserver/apiserver.js";
 import { NetdCluster, WG_PORT, waitFor } from "./netd-cluster.js";
 import { createTestbed, removeLeftovers, type Testbed, type TestNode } from "./testbed.js";
 import { httpGet, send, startCapture, startEcho, startProbe } from "./traffic.js";
+import { scaled } from "./timing.js";
 import type { Daemon } from "./daemon.js";
 import { PUBLIC_KEY_ANNOTATION, PORT_ANNOTATION } from "../../netd/nodes.js";
 import { packageRoot } from "../../lib/paths.js";
@@ -29,6 +30,7 @@ export interface ScenarioOptions {
 const UDP_ECHO = 7777;
 const TCP_ECHO = 7778;
 const MARKER = "CLOAK-PLAINTEXT-MARKER-4f1d";
+const TEST_TIMEOUT = scaled(60_000);
 
 export function netdScenarios(o: ScenarioOptions): void {
   let tb: Testbed;
@@ -40,6 +42,9 @@ export function netdScenarios(o: ScenarioOptions): void {
   let n1: TestNode, n2: TestNode, n3: TestNode;
 
   const pods = (n: TestNode) => [n.podCIDR4, n.podCIDR6];
+  /** `cloak netd ...` inside a node's namespace. */
+  const cloak = (n: TestNode, ...args: string[]) =>
+    tb.exec(n.ns, [process.execPath, join(packageRoot(), "dist/cmd/cloak.js"), "netd", ...args], { timeoutMs: scaled(60_000) });
   const capture = (name: string) => startCapture(tb, tb.underlayNs, "any", join(dir, `${name}.pcap`), dir);
   /** Lines of a capture that are IP traffic between nodes (not the API server, not neighbour discovery). */
   const nodeTraffic = (text: string) =>
@@ -70,7 +75,7 @@ export function netdScenarios(o: ScenarioOptions): void {
       echoes.push(await startEcho(n.podNs, "udp", UDP_ECHO, dir));
       echoes.push(await startEcho(n.podNs, "tcp", TCP_ECHO, dir));
     }
-  });
+  }, scaled(180_000));
 
   afterAll(async () => {
     // For debugging a failure by hand: leave everything running (removeLeftovers cleans up).
@@ -88,14 +93,14 @@ export function netdScenarios(o: ScenarioOptions): void {
     }
     console.log(`netd ${o.tier} tier results: ${JSON.stringify(results)}`);
     if (dir && !process.env["CLOAK_KEEP_TEST_DIR"]) await rm(dir, { recursive: true, force: true });
-  });
+  }, TEST_TIMEOUT);
 
   it("control: without netd the underlay carries pod traffic in plain text", async () => {
     const cap = await capture("control");
     expect(await send(tb, n1.podNs, n2.podIP4, UDP_ECHO, MARKER)).toBe(true);
     const { raw } = await cap.stop();
     expect(raw.includes(Buffer.from(MARKER))).toBe(true);
-  });
+  }, TEST_TIMEOUT);
 
   it("joins: each netd publishes its key (0600 file) and the nodes converge", async () => {
     await cluster.createNode(n1);
@@ -113,7 +118,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     expect(cluster.netd(n1)?.stdout).toContain(o.implementation === "kernel" ? "kernel module" : "wireguard-go (userspace)");
     // The key is never logged.
     expect(cluster.netd(n1)?.stdout).not.toContain(await cluster.privateKeyFile(n1));
-  });
+  }, TEST_TIMEOUT);
 
   it("pod-to-pod across nodes is encrypted: the underlay shows only WireGuard UDP, never the marker", async () => {
     const cap = await capture("encrypted");
@@ -124,7 +129,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     const lines = nodeTraffic(text);
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) expect(line).toMatch(new RegExp(`\\.${WG_PORT}: UDP, length \\d+$`));
-  });
+  }, TEST_TIMEOUT);
 
   it("node added: every netd converges on the new peer; status and metrics show it", async () => {
     await cluster.createNode(n3);
@@ -134,7 +139,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     await cluster.waitForPeers(n3, { n1: pods(n1), n2: pods(n2) });
     expect(await send(tb, n3.podNs, n1.podIP4, UDP_ECHO, "hello")).toBe(true);
     expect(await send(tb, n2.podNs, n3.podIP6, UDP_ECHO, "hello")).toBe(true);
-    const status = await tb.exec(n1.ns, [process.execPath, join(packageRoot(), "dist/cmd/cloak.js"), "netd", "status"]);
+    const status = await cloak(n1, "status");
     expect(status.stdout).toMatch(/^n2\s+\S+\s+\d+s ago\s+up/m);
     expect(status.stdout).toMatch(/^n3\s/m);
     const metrics = await httpGet(tb, n1.ns, "http://127.0.0.1:9478/metrics");
@@ -143,7 +148,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     expect(metrics.body).toMatch(/^netd_peer_sent_bytes\{node="n3"\} [1-9]/m);
     expect(metrics.body).toMatch(/^netd_commands_total\{program="wg"\} \d+/m);
     expect((await httpGet(tb, n1.ns, "http://127.0.0.1:9478/healthz")).ok).toBe(true);
-  });
+  }, TEST_TIMEOUT);
 
   it("MTU: underlay minus 80 carries a full-size packet without fragmenting it", async () => {
     const link = await tb.exec(n1.ns, ["ip", "-j", "link", "show", "dev", cluster.iface(n1)]);
@@ -167,7 +172,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     // padding included (WireGuard never pads past the interface MTU).
     if (o.endpointFamily === "ipv6") expect(largestOuter).toBe(tb.mtu);
     else expect(largestOuter).toBe(tb.mtu - 20);
-  });
+  }, TEST_TIMEOUT);
 
   it("netd killed and restarted: same key, the test connection never drops", async () => {
     const keyBefore = await cluster.privateKeyFile(n2);
@@ -178,7 +183,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     await new Promise((r) => setTimeout(r, 1_000));
     const restarted = Date.now();
     const d = await cluster.startNetd(n2);
-    await d.waitForOutput((out) => /"msg":"(in sync|applied changes)"/.test(out), 20_000);
+    await d.waitForOutput((out) => /"msg":"(in sync|applied changes)"/.test(out), scaled(20_000));
     results["restartToInSyncMs"] = Date.now() - restarted;
     await new Promise((r) => setTimeout(r, 1_000));
     const t = await tcp.stop();
@@ -192,18 +197,18 @@ export function netdScenarios(o: ScenarioOptions): void {
     expect(d.stdout).toContain("loaded private key");
     // Nothing to change after a restart: the interface kept its state.
     expect(d.stdout).not.toMatch(/"peersChanged":[1-9]/);
-  });
+  }, TEST_TIMEOUT);
 
   it("key rotated on one node: peers pick it up and traffic resumes; the gap is measured", async () => {
     const before = (await cluster.readNode("n2")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION];
     const udp = await startProbe(n1.podNs, "udp-probe", n2.podIP4, UDP_ECHO, 10, dir);
     await new Promise((r) => setTimeout(r, 300));
-    await tb.exec(n2.ns, [process.execPath, join(packageRoot(), "dist/cmd/cloak.js"), "netd", "rotate-key", `--state-dir=${cluster.stateDir(n2)}`]);
+    await cloak(n2, "rotate-key", `--state-dir=${cluster.stateDir(n2)}`);
     let after: string | undefined;
     await waitFor(async () => {
       after = (await cluster.readNode("n2")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION];
       return after !== undefined && after !== before;
-    }, 10_000, "the new key on Node n2");
+    }, scaled(10_000), "the new key on Node n2");
     await cluster.waitForPeers(n1, { n2: pods(n2), n3: pods(n3) });
     await waitFor(async () => (await cluster.device(n1)).peers.some((p) => p.publicKey === after), 10_000, "n1 to use n2's new key");
     await waitFor(async () => (await cluster.device(n3)).peers.some((p) => p.publicKey === after), 10_000, "n3 to use n2's new key");
@@ -215,7 +220,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     expect(await send(tb, n1.podNs, n2.podIP4, UDP_ECHO, "after rotation")).toBe(true);
     expect(await send(tb, n3.podNs, n2.podIP6, UDP_ECHO, "after rotation")).toBe(true);
     expect((await cluster.device(n1)).peers.some((p) => p.publicKey === before)).toBe(false);
-  });
+  }, TEST_TIMEOUT);
 
   it("strict mode: with a peer's key withheld, traffic to its pods is dropped, never sent in plain", async () => {
     await cluster.stopNetd(n1, "SIGTERM");
@@ -240,7 +245,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     await cluster.startNetd(n3);
     await cluster.waitForPeers(n1, { n2: pods(n2), n3: pods(n3) });
     expect(await send(tb, n1.podNs, n3.podIP4, UDP_ECHO, "keyed again")).toBe(true);
-  });
+  }, TEST_TIMEOUT);
 
   it("API server goes away and comes back: netd keeps the last good state, then resyncs", async () => {
     const before = await cluster.device(n1);
@@ -271,7 +276,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     await waitFor(async () => (await cluster.readNode("n3")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION] === key3, 30_000, "n3 to republish its key");
     await cluster.waitForPeers(n1, { n2: pods(n2), n3: pods(n3) });
     expect(await send(tb, n1.podNs, n3.podIP4, UDP_ECHO, "resynced")).toBe(true);
-  });
+  }, TEST_TIMEOUT);
 
   it("node deleted: its peer and routes are gone everywhere", async () => {
     const key3 = (await cluster.device(n3)).publicKey;
@@ -283,7 +288,7 @@ export function netdScenarios(o: ScenarioOptions): void {
       const routes = (await cluster.routes(n)).map((r) => r.dst);
       for (const cidr of pods(n3)) expect(routes).not.toContain(cidr);
     }
-  });
+  }, TEST_TIMEOUT);
 
   it("a pod CIDR moves to another node: traffic follows it", async () => {
     // n3 is gone; its pod CIDR is given to n2 (re-created, as a replaced node would be), and
@@ -299,13 +304,13 @@ export function netdScenarios(o: ScenarioOptions): void {
     results["podCIDRMoveFirstEchoMs"] = Date.now() - moved;
     expect(await send(tb, n1.podNs, n3.podIP6, UDP_ECHO, "moved")).toBe(true);
     for (const cidr of pods(n2)) expect((await cluster.routes(n1)).map((r) => r.dst)).not.toContain(cidr);
-  });
+  }, TEST_TIMEOUT);
 
   it("cleanup removes everything netd added; a stop alone removes nothing", async () => {
     await cluster.stopNetd(n1, "SIGTERM");
     expect((await cluster.device(n1)).peers.length).toBe(1);
-    const cloak = [process.execPath, join(packageRoot(), "dist/cmd/cloak.js"), "netd", "cleanup", `--interface=${cluster.iface(n1)}`, `--state-dir=${cluster.stateDir(n1)}`];
-    await tb.exec(n1.ns, cloak);
+    const cleanup = ["cleanup", `--interface=${cluster.iface(n1)}`, `--state-dir=${cluster.stateDir(n1)}`];
+    await cloak(n1, ...cleanup);
     const link = await tb.exec(n1.ns, ["ip", "link", "show", "dev", cluster.iface(n1)], { okExitCodes: [1] });
     expect(link.exitCode).toBe(1);
     expect(await cluster.routes(n1)).toEqual([]);
@@ -314,8 +319,8 @@ export function netdScenarios(o: ScenarioOptions): void {
     const nft = await tb.exec(n1.ns, ["nft", "list", "tables"]);
     expect(nft.stdout).not.toContain("cloak-netd");
     // Running it again finds nothing to do.
-    await tb.exec(n1.ns, cloak);
-  });
+    await cloak(n1, ...cleanup);
+  }, TEST_TIMEOUT);
 }
 
 /** Moves `node`'s pod into `target`'s pod CIDR (same host part), on both families. */

@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { scaled } from "./timing.js";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
 import { Daemon } from "./daemon.js";
@@ -12,7 +13,7 @@ function probe(): string {
 
 export async function startEcho(ns: string, kind: "udp" | "tcp", port: number, logDir: string): Promise<Daemon> {
   const d = new Daemon({ name: `${kind}-echo-${ns}`, netns: ns, logFile: join(logDir, `${kind}-echo-${ns}.log`), argv: [process.execPath, probe(), `${kind}-echo`, String(port)] });
-  await d.waitForOutput((o) => o.includes("ready"), 10_000);
+  await d.waitForOutput((o) => o.includes("ready"), scaled(10_000));
   return d;
 }
 
@@ -21,7 +22,10 @@ export async function startEcho(ns: string, kind: "udp" | "tcp", port: number, l
  * arrived within `waitMs`. The default leaves room for a WireGuard handshake retry (5 s).
  */
 export async function send(tb: Testbed, ns: string, host: string, port: number, message: string, size = 0, waitMs = 8_000): Promise<boolean> {
-  const r = await tb.exec(ns, [process.execPath, probe(), "send", host, String(port), message, String(size), String(waitMs)], { okExitCodes: [1] });
+  const r = await tb.exec(ns, [process.execPath, probe(), "send", host, String(port), message, String(size), String(scaled(waitMs))], {
+    okExitCodes: [1],
+    timeoutMs: scaled(60_000),
+  });
   return r.exitCode === 0;
 }
 
@@ -45,7 +49,7 @@ export async function startProbe(
   logDir: string,
 ): Promise<{ stop(): Promise<ProbeStats>; daemon: Daemon }> {
   const d = new Daemon({ name: `${kind}-${ns}`, netns: ns, logFile: join(logDir, `${kind}-${ns}.log`), argv: [process.execPath, probe(), kind, host, String(port), String(intervalMs)] });
-  await d.waitForOutput((o) => o.includes("ready"), 20_000);
+  await d.waitForOutput((o) => o.includes("ready"), scaled(20_000));
   return {
     daemon: d,
     stop: async () => {
@@ -63,7 +67,7 @@ export interface Capture {
 
 export async function startCapture(tb: Testbed, ns: string, iface: string, file: string, logDir: string): Promise<Capture> {
   const d = new Daemon({ name: `tcpdump-${ns}`, netns: ns, logFile: join(logDir, `tcpdump-${ns}.log`), argv: ["tcpdump", "-i", iface, "--immediate-mode", "-U", "-n", "-s", "0", "-w", file] });
-  await d.waitForOutput((o) => o.includes("listening on"), 10_000);
+  await d.waitForOutput((o) => o.includes("listening on"), scaled(10_000));
   return {
     stop: async () => {
       // Let the last packets reach the file before stopping.
@@ -78,6 +82,6 @@ export async function startCapture(tb: Testbed, ns: string, iface: string, file:
 
 /** GET a URL from inside a namespace (the metrics and health endpoints). */
 export async function httpGet(tb: Testbed, ns: string, url: string): Promise<{ ok: boolean; body: string }> {
-  const r = await tb.exec(ns, [process.execPath, probe(), "http-get", url], { okExitCodes: [1] });
+  const r = await tb.exec(ns, [process.execPath, probe(), "http-get", url], { okExitCodes: [1], timeoutMs: scaled(30_000) });
   return { ok: r.exitCode === 0, body: r.stdout };
 }

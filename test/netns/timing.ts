@@ -1,0 +1,13 @@
+/**
+ * Waits in the netns tests are sized for this machine. Inside the VM tier's emulated CPU (TCG)
+ * everything runs many times slower — Node's start-up most of all — so waits stretch by this
+ * factor there; what a test measures (gaps, losses) is not scaled.
+ */
+export const TIME_SCALE = process.env["CLOAK_VM_MODE"] === "vm" ? 10 : 1;
+
+export function scaled(ms: number): number {
+  return ms * TIME_SCALE;
+}
+
+/** Node keeps compiled code here, so the many short Node processes of a test start faster. */
+export const NODE_COMPILE_CACHE = { NODE_COMPILE_CACHE: "/tmp/cloak-nd-node-compile-cache" };
