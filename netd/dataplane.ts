@@ -15,6 +15,9 @@ import * as wg from "./tools/wg.js";
 
 export type Implementation = "kernel" | "userspace";
 
+/** About 150 bytes of argv per peer: 1000 peers is well under ARG_MAX's 2 MiB. */
+const MAX_PEERS_PER_SET = 1000;
+
 export interface DataplaneOptions {
   readonly runner: Runner;
   readonly logger: Logger;
@@ -130,7 +133,12 @@ export class Dataplane {
       fwmark: this.o.fwmark,
       peers: plan.peers,
     });
-    if (!wg.isEmptyChange(change)) await runner(wg.set(iface, change));
+    // One `wg set` per change set; a first sync of thousands of peers is split so that argv
+    // stays far below the kernel's limit (ARG_MAX), keeping the gainers-first order.
+    for (let i = 0; i === 0 || i < change.peers.length; i += MAX_PEERS_PER_SET) {
+      const part = i === 0 ? { ...change, peers: change.peers.slice(0, MAX_PEERS_PER_SET) } : { peers: change.peers.slice(i, i + MAX_PEERS_PER_SET) };
+      if (!wg.isEmptyChange(part)) await runner(wg.set(iface, part));
+    }
 
     const liveRoutes = [
       ...ip.parseRouteShow(await runner(ip.routeShow(4, table))),
