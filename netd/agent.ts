@@ -60,6 +60,7 @@ export class Agent {
   private lastError: string | undefined;
   private reportedFindings = "";
   private readonly timers: NodeJS.Timeout[] = [];
+  private retry: NodeJS.Timeout | undefined;
   private readonly dataplane: Dataplane;
   private readonly watch: NodeWatch;
   private readonly api: CoreV1Api;
@@ -97,7 +98,7 @@ export class Agent {
     this.log.info({ keyFile: c.keyFile, publicKey: keys.publicKey, created }, created ? "created private key" : "loaded private key");
     // The interface exists from the start (with a provisional MTU until the node's underlay
     // is known), so that a restart finds and keeps the one the previous run left.
-    const { implementation } = await this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()));
+    const { implementation } = await this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()), { keepMtu: c.mtu === undefined });
     this.log.info({ implementation, port: c.listenPort }, `WireGuard implementation: ${implementation === "kernel" ? "kernel module" : "wireguard-go (userspace)"}`);
     this.watch.start();
     this.timers.push(setInterval(() => this.schedule("resync"), c.resyncIntervalMs));
@@ -107,6 +108,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    clearTimeout(this.retry);
     await this.watch.stop();
     await this.running;
     this.log.info("stopped; interface, peers and routes stay in place");
@@ -232,8 +234,8 @@ export class Agent {
       this.lastError = (err as Error).message;
       this.log.error({ reason, err: this.lastError }, "reconcile failed; retrying");
       // Retry soon, not only at the next resync.
-      const t = setTimeout(() => this.schedule("retry after failure"), 2_000);
-      this.timers.push(t);
+      clearTimeout(this.retry);
+      this.retry = setTimeout(() => this.schedule("retry after failure"), 2_000);
     } finally {
       end();
     }

@@ -63,8 +63,12 @@ export class Dataplane {
     return this.implementationInUse;
   }
 
-  /** Creates the interface if it is missing; sets its MTU and brings it up when they differ. */
-  async ensureInterface(mtu: number): Promise<{ created: boolean; implementation: Implementation }> {
+  /**
+   * Creates the interface if it is missing; sets its MTU and brings it up when they differ.
+   * `keepMtu`: leave an existing interface's MTU alone (a restart before the underlay is
+   * known must not disturb traffic with a provisional value).
+   */
+  async ensureInterface(mtu: number, options: { keepMtu?: boolean } = {}): Promise<{ created: boolean; implementation: Implementation }> {
     const { runner, iface, logger } = this.o;
     let link = ip.parseLinkShow(await runner(ip.linkShow(iface)));
     let created = false;
@@ -76,9 +80,10 @@ export class Dataplane {
       logger.info({ iface, implementation }, "created WireGuard interface");
     }
     this.implementationInUse ??= link.kind === "wireguard" ? "kernel" : "userspace";
-    if (link.mtu !== mtu || !link.up) {
-      await runner(ip.linkSet(iface, { mtu, up: true }));
-      if (link.mtu !== mtu) logger.info({ iface, mtu, was: link.mtu }, "set interface MTU");
+    const wantMtu = options.keepMtu && !created ? link.mtu : mtu;
+    if (link.mtu !== wantMtu || !link.up) {
+      await runner(ip.linkSet(iface, { mtu: wantMtu, up: true }));
+      if (link.mtu !== wantMtu) logger.info({ iface, mtu: wantMtu, was: link.mtu }, "set interface MTU");
     }
     return { created, implementation: this.implementationInUse };
   }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { startApiServer, type ApiServer } from "../apiserver/apiserver.js";
 import { NetdCluster, WG_PORT, waitFor } from "./netd-cluster.js";
-import { createTestbed, removeLeftovers, type Testbed, type TestNode } from "./testbed.js";
+import { createTestbed, type Testbed, type TestNode } from "./testbed.js";
 import { httpGet, send, startCapture, startEcho, startProbe } from "./traffic.js";
 import { scaled } from "./timing.js";
 import type { Daemon } from "./daemon.js";
@@ -55,10 +55,9 @@ export function netdScenarios(o: ScenarioOptions): void {
       .filter((l) => !/ICMP6, (neighbor|router)/.test(l));
 
   beforeAll(async () => {
-    await removeLeftovers();
-    await removeWireguardSockets();
     dir = await mkdtemp(join(tmpdir(), "cloak-nd-"));
     tb = await createTestbed({ nodes: 3, api: true });
+    await removeWireguardSockets();
     [n1, n2, n3] = tb.nodes as [TestNode, TestNode, TestNode];
     const started = Date.now();
     api = await startApiServer({ dir: join(dir, "api"), netns: tb.apiNs ?? "", address: tb.apiAddress4 });
@@ -78,7 +77,7 @@ export function netdScenarios(o: ScenarioOptions): void {
   }, scaled(180_000));
 
   afterAll(async () => {
-    // For debugging a failure by hand: leave everything running (removeLeftovers cleans up).
+    // For debugging a failure by hand: leave everything running (the next run cleans up).
     if (process.env["CLOAK_KEEP_TESTBED"]) return;
     await cluster?.stopAll();
     for (const e of echoes) await e.stop("SIGKILL");

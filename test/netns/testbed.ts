@@ -1,3 +1,4 @@
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { createRunner, type CommandResult, type Runner } from "../../lib/exec.js";
 import { createLogger } from "../../lib/log.js";
 
@@ -11,8 +12,8 @@ import { createLogger } from "../../lib/log.js";
  *   underlay   192.0.2.0/24        fd00:cd::/64        node i: .1i / ::1i, api: .100 / ::100
  *   pods       198.51.100.0/24     fd00:cd:<i>::/64    node i: 198.51.100.(64·(i-1))/26
  *
- * Every name starts with the prefix (default "cloak-nd-"), and {@link removeLeftovers} deletes
- * whatever a crashed earlier run left behind.
+ * Every name starts with the prefix (default "cloak-nd-"); creating a testbed first waits for
+ * any other live run with the same prefix, then deletes whatever a crashed earlier run left.
  */
 
 export interface TestNode {
@@ -99,9 +100,47 @@ async function deleteNamespace(runner: Runner, ns: string): Promise<void> {
   await runner({ file: "ip", args: ["netns", "delete", ns], okExitCodes: [1, 255] });
 }
 
+/**
+ * One testbed per prefix on a machine at a time: a second run (another developer's `make
+ * test`, CI) waits for the first instead of deleting its namespaces as leftovers. The owner's
+ * pid is in /run; a file whose process is gone is a crashed run's, and is taken over.
+ */
+async function acquire(prefix: string, timeoutMs: number): Promise<() => Promise<void>> {
+  const path = `/run/${prefix}testbed.pid`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await writeFile(path, `${process.pid}\n`, { flag: "wx" });
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
+    if (!alive(owner) || owner === process.pid) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`another test run (pid ${owner}) holds the ${prefix} testbed (${path})`);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export async function createTestbed(o: TestbedOptions): Promise<Testbed> {
   const runner = o.runner ?? defaultRunner();
   const prefix = o.prefix ?? DEFAULT_PREFIX;
+  const release = await acquire(prefix, 20 * 60_000);
+  // What a crashed earlier run left (its owner is gone, or we would still be waiting).
+  await removeLeftovers(prefix, runner);
   const mtu = o.mtu ?? 1500;
   const nodes = Array.from({ length: o.nodes }, (_, i) => nodeAddresses(i + 1, prefix));
   const underlayNs = `${prefix}ul`;
@@ -169,6 +208,7 @@ export async function createTestbed(o: TestbedOptions): Promise<Testbed> {
     }
   } catch (err) {
     for (const ns of created.reverse()) await deleteNamespace(runner, ns);
+    await release();
     throw err;
   }
 
@@ -183,6 +223,7 @@ export async function createTestbed(o: TestbedOptions): Promise<Testbed> {
     exec,
     destroy: async () => {
       for (const ns of created.reverse()) await deleteNamespace(runner, ns);
+      await release();
     },
   };
 }
