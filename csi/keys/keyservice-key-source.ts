@@ -80,7 +80,10 @@ export async function createKeyServiceKeySource(options: KeyServiceKeySourceOpti
     new Promise((resolve, reject) => {
       const call = keys.GetDataKey(
         { data_key_id: keyId, length },
-        new Metadata(),
+        // waitForReady: while the channel waits out a reconnect backoff (the service was down),
+        // a call queues for the next attempt instead of failing at once, so a service that is
+        // back is found within the call's deadline rather than after the retries ran out.
+        new Metadata({ waitForReady: true }),
         { deadline: Date.now() + callTimeoutMs },
         (err, response) => {
           signal?.removeEventListener("abort", cancel);

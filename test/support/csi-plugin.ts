@@ -7,7 +7,8 @@ import { connectCsi, type CsiClient } from "./csi-client.js";
 export interface PluginOptions {
   /** A scratch directory: the socket, volumes and kubelet-like paths go below it. */
   readonly dir: string;
-  readonly keyDir: string;
+  /** The file key source's directory; leave unset and pass --keyservice flags in `args` instead. */
+  readonly keyDir?: string | undefined;
   readonly volumesDir?: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly args?: readonly string[];
@@ -86,7 +87,7 @@ export async function pluginCommand(options: PluginOptions): Promise<{ socket: s
     "csi",
     "--endpoint", `unix://${socket}`,
     "--node-id", "test-node",
-    "--key-dir", options.keyDir,
+    ...(options.keyDir ? ["--key-dir", options.keyDir] : []),
     "--volumes-dir", volumesDir,
     "--allowed-path-root", kubeletDir,
     "--log-level", "debug",
