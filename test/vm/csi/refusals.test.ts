@@ -27,6 +27,17 @@ async function keyFor(uuid: string): Promise<Buffer> {
   }
 }
 
+/** A second way into the volume, added by someone who holds its key: what the policy forbids. */
+async function addKeyslot(id: string): Promise<void> {
+  const extraKey = join(fx.root, `extra-key-${id}`);
+  await writeFile(extraKey, randomBytes(32), { mode: 0o600 });
+  await run({
+    file: "cryptsetup",
+    args: ["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", fx.volumeFile(id), extraKey],
+    input: await keyFor((await fx.luksUuid(id))!),
+  });
+}
+
 describe("a wrong key", () => {
   const id = "vol-wrong-key";
 
@@ -91,14 +102,7 @@ describe("a tampered header", () => {
     await fx.newVolume(id);
     await fx.stage(id, blockCapability);
     await fx.unstage(id);
-    const uuid = (await fx.luksUuid(id))!;
-    const extraKey = join(fx.root, "attacker-key");
-    await writeFile(extraKey, randomBytes(32), { mode: 0o600 });
-    await run({
-      file: "cryptsetup",
-      args: ["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", fx.volumeFile(id), extraKey],
-      input: await keyFor(uuid),
-    });
+    await addKeyslot(id);
     await expect(fx.stage(id, blockCapability)).rejects.toMatchObject({
       code: status.FAILED_PRECONDITION,
       details: expect.stringMatching(/does not match cloak's policy and will not be opened: expected exactly one keyslot, found 2/),
@@ -141,14 +145,7 @@ describe("a tampered header", () => {
     await fx.newVolume(id);
     await fx.stage(id);
     const target = await fx.publish(id);
-    const uuid = (await fx.luksUuid(id))!;
-    const extraKey = join(fx.root, "attacker-key-2");
-    await writeFile(extraKey, randomBytes(32), { mode: 0o600 });
-    await run({
-      file: "cryptsetup",
-      args: ["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", fx.volumeFile(id), extraKey],
-      input: await keyFor(uuid),
-    });
+    await addKeyslot(id);
     const stats = await fx.node("NodeGetVolumeStats", { volume_id: id, volume_path: target });
     expect(stats.volume_condition).toEqual({
       abnormal: true,
