@@ -16,6 +16,8 @@ export interface DaemonOptions {
   /** Where stdout and stderr go; also kept in memory (last 64 KiB) for assertions. */
   readonly logFile: string;
   readonly env?: Readonly<Record<string, string>>;
+  /** Keep stdin open for {@link Daemon.write}. */
+  readonly stdin?: boolean;
 }
 
 export class Daemon {
@@ -28,7 +30,7 @@ export class Daemon {
     const argv = o.netns ? ["ip", "netns", "exec", o.netns, ...o.argv] : [...o.argv];
     this.log = createWriteStream(o.logFile, { flags: "a" });
     const [file = "", ...args] = argv;
-    this.child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...NODE_COMPILE_CACHE, ...o.env } });
+    this.child = spawn(file, args, { stdio: [o.stdin ? "pipe" : "ignore", "pipe", "pipe"], env: { ...process.env, ...NODE_COMPILE_CACHE, ...o.env } });
     const keep = (chunk: Buffer) => {
       this.log.write(chunk);
       this.output = (this.output + chunk.toString()).slice(-65536);
@@ -45,6 +47,10 @@ export class Daemon {
 
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  write(text: string): void {
+    this.child.stdin?.write(text);
   }
 
   /** What the process printed so far (the tail). */

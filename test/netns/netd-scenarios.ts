@@ -6,7 +6,7 @@ import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { startApiServer, type ApiServer } from "../apiserver/apiserver.js";
 import { NetdCluster, WG_PORT, waitFor } from "./netd-cluster.js";
 import { createTestbed, type Testbed, type TestNode } from "./testbed.js";
-import { httpGet, send, startCapture, startEcho, startProbe } from "./traffic.js";
+import { httpGet, send, startCapture, startEcho, startProbe, stopSenders } from "./traffic.js";
 import { scaled } from "./timing.js";
 import type { Daemon } from "./daemon.js";
 import { PUBLIC_KEY_ANNOTATION, PORT_ANNOTATION } from "../../netd/nodes.js";
@@ -81,6 +81,7 @@ export function netdScenarios(o: ScenarioOptions): void {
     if (process.env["CLOAK_KEEP_TESTBED"]) return;
     await cluster?.stopAll();
     for (const e of echoes) await e.stop("SIGKILL");
+    await stopSenders();
     await api?.stop();
     await tb?.destroy();
     await removeWireguardSockets();

@@ -11,6 +11,10 @@
  *   tcp-stream HOST PORT INTERVAL_MS   one TCP connection, a line every interval until SIGTERM;
  *                                      prints JSON: sent, echoed, closed (did it drop?), maxGapMs
  *
+ *   agent                              read JSON lines {id, host, port, message, size, waitMs} on
+ *                                      stdin, do a "send" for each, print "<id> ok" or "<id> fail":
+ *                                      one Node start per pod instead of one per datagram (Node
+ *                                      starts slowly on the VM tier's emulated CPU)
  *   http-get URL                       print the body; exit 1 unless the status is 2xx
  *
  * Each long-running mode prints "ready" once it is listening or has its first reply.
@@ -18,6 +22,7 @@
 import { createSocket } from "node:dgram";
 import { createConnection, createServer } from "node:net";
 import { isIP } from "node:net";
+import { createInterface } from "node:readline";
 
 const [mode, ...args] = process.argv.slice(2);
 
@@ -38,6 +43,34 @@ function udpType(host: string) {
   return isIP(host) === 6 ? "udp6" : "udp4";
 }
 
+/** Sends `body` every 250 ms until it comes back (true) or `waitMs` passes (false). */
+function sendOnce(host: string, port: number, body: Buffer, waitMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createSocket(udpType(host));
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      clearInterval(again);
+      sock.close();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), waitMs);
+    sock.on("message", (msg) => {
+      if (msg.equals(body)) finish(true);
+    });
+    sock.on("error", () => undefined);
+    // Resent: the first datagram may wait for a WireGuard handshake.
+    const send = () => sock.send(body, port, host, () => undefined);
+    const again = setInterval(send, 250);
+    send();
+  });
+}
+
+function padded(message: string, size: number): Buffer {
+  const body = Buffer.alloc(Math.max(size, Buffer.byteLength(message)), ".");
+  body.write(message);
+  return body;
+}
+
 switch (mode) {
   case "udp-echo": {
     const sock = createSocket({ type: "udp6", ipv6Only: false });
@@ -54,26 +87,18 @@ switch (mode) {
     break;
   }
   case "send": {
-    const [host = "", port = "0", message = "", size, waitMs = "3000"] = args;
-    const body = Buffer.alloc(Math.max(Number(size ?? 0), Buffer.byteLength(message)), ".");
-    body.write(message);
-    const sock = createSocket(udpType(host));
-    const timer = setTimeout(() => process.exit(1), Number(waitMs));
-    sock.on("message", (msg) => {
-      if (msg.equals(body)) {
-        clearTimeout(timer);
-        process.exit(0);
-      }
+    const [host = "", port = "0", message = "", size = "0", waitMs = "3000"] = args;
+    process.exit((await sendOnce(host, Number(port), padded(message, Number(size)), Number(waitMs))) ? 0 : 1);
+    break;
+  }
+  case "agent": {
+    const lines = createInterface({ input: process.stdin });
+    lines.on("line", (line) => {
+      const r = JSON.parse(line) as { id: number; host: string; port: number; message: string; size: number; waitMs: number };
+      void sendOnce(r.host, r.port, padded(r.message, r.size), r.waitMs).then((ok) => process.stdout.write(`${r.id} ${ok ? "ok" : "fail"}\n`));
     });
-    sock.on("error", (err) => {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(1);
-    });
-    // Retried a few times: the first datagram may wait for a WireGuard handshake.
-    const send = () => sock.send(body, Number(port), host);
-    send();
-    const again = setInterval(send, 250);
-    again.unref();
+    lines.on("close", () => process.exit(0));
+    process.stdout.write("ready\n");
     break;
   }
   case "udp-probe": {

@@ -17,16 +17,32 @@ export async function startEcho(ns: string, kind: "udp" | "tcp", port: number, l
   return d;
 }
 
+const senders = new Map<string, Daemon>();
+let nextSend = 0;
+
 /**
  * One datagram from `ns` to host:port and back (resent every 250 ms); true when the echo
  * arrived within `waitMs`. The default leaves room for a WireGuard handshake retry (5 s).
+ * Each namespace gets one long-lived sender process (probe.js agent), started on first use.
  */
-export async function send(tb: Testbed, ns: string, host: string, port: number, message: string, size = 0, waitMs = 8_000): Promise<boolean> {
-  const r = await tb.exec(ns, [process.execPath, probe(), "send", host, String(port), message, String(size), String(scaled(waitMs))], {
-    okExitCodes: [1],
-    timeoutMs: scaled(60_000),
-  });
-  return r.exitCode === 0;
+export async function send(_tb: Testbed, ns: string, host: string, port: number, message: string, size = 0, waitMs = 8_000): Promise<boolean> {
+  let d = senders.get(ns);
+  if (!d?.running) {
+    d = new Daemon({ name: `sender-${ns}`, netns: ns, logFile: "/dev/null", argv: [process.execPath, probe(), "agent"], stdin: true });
+    await d.waitForOutput((o) => o.includes("ready"), scaled(20_000));
+    senders.set(ns, d);
+  }
+  const id = ++nextSend;
+  d.write(`${JSON.stringify({ id, host, port, message, size, waitMs: scaled(waitMs) })}\n`);
+  const done = new RegExp(`^${id} (ok|fail)$`, "m");
+  await d.waitForOutput((o) => done.test(o), scaled(waitMs) + scaled(10_000));
+  return done.exec(d.stdout)?.[1] === "ok";
+}
+
+/** Stops the senders {@link send} started. */
+export async function stopSenders(): Promise<void> {
+  for (const d of senders.values()) await d.stop("SIGKILL");
+  senders.clear();
 }
 
 export interface ProbeStats {
