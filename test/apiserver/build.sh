@@ -7,6 +7,7 @@
 #
 #   build.sh                 kube-apiserver and etcd
 #   build.sh kubectl         also kubectl
+#   build.sh kubectl kube-controller-manager   also both (test/deploy runs the PV controllers)
 #   build.sh --print-paths   print NAME=PATH lines for what would be used (builds nothing)
 #   build.sh --regen         regenerate go.mod's replace block for K8S_VERSION (needs the proxy)
 set -euo pipefail
@@ -33,7 +34,7 @@ if [[ "${1:-}" == "--regen" ]]; then
   {
     sed -n '1,/^module /p' "$here/go.mod"
     printf '\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\ntool (\n' "$K8S_VERSION"
-    printf '\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\nreplace (\n'
+    printf '\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\nreplace (\n'
     awk '/=> \.\/staging/ {print "\t" $1 " => " $1 " '"$staging_version"'"}' "$mod"
     printf ')\n'
   } >"$here/go.mod.new"
@@ -50,14 +51,21 @@ grep -q "k8s.io/kubernetes $K8S_VERSION" "$here/go.mod" ||
 apiserver=$bin_dir/kube-apiserver-$K8S_VERSION
 etcd=$bin_dir/etcd-$etcd_version
 kubectl=$bin_dir/kubectl-$K8S_VERSION
+kcm=$bin_dir/kube-controller-manager-$K8S_VERSION
 
 if [[ "${1:-}" == "--print-paths" ]]; then
-  printf 'KUBE_APISERVER=%s\nETCD=%s\nKUBECTL=%s\n' "$apiserver" "$etcd" "$kubectl"
+  printf 'KUBE_APISERVER=%s\nETCD=%s\nKUBECTL=%s\nKUBE_CONTROLLER_MANAGER=%s\n' "$apiserver" "$etcd" "$kubectl" "$kcm"
   exit 0
 fi
 
 wanted=("$apiserver" "$etcd")
-[[ "${1:-}" == "kubectl" ]] && wanted+=("$kubectl")
+for extra in "$@"; do
+  case $extra in
+    kubectl) wanted+=("$kubectl") ;;
+    kube-controller-manager) wanted+=("$kcm") ;;
+    *) echo "build.sh: unknown binary $extra" >&2; exit 2 ;;
+  esac
+done
 missing=0
 for f in "${wanted[@]}"; do [[ -x "$f" ]] || missing=1; done
 [[ $missing -eq 0 ]] && exit 0
@@ -85,5 +93,10 @@ build() { # build <output> <package>
 
 build "$apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 build "$etcd" go.etcd.io/etcd/server/v3
-[[ "${1:-}" == "kubectl" ]] && build "$kubectl" k8s.io/kubernetes/cmd/kubectl
+for extra in "$@"; do
+  case $extra in
+    kubectl) build "$kubectl" k8s.io/kubernetes/cmd/kubectl ;;
+    kube-controller-manager) build "$kcm" k8s.io/kubernetes/cmd/kube-controller-manager ;;
+  esac
+done
 exit 0
