@@ -1,0 +1,91 @@
+import { KubeConfig } from "@kubernetes/client-node";
+import { join } from "node:path";
+import { inject } from "vitest";
+import { createRunner, type CommandResult, type Runner } from "../../lib/exec.js";
+import { createLogger } from "../../lib/log.js";
+import { packageRoot } from "../../lib/paths.js";
+import { parseYamlObjects, type KubeObject } from "./objects.js";
+
+export { find, parseYamlObjects, type KubeObject } from "./objects.js";
+
+/**
+ * What the deployment tests share: the API server global-setup.ts started, kubectl against it,
+ * and the manifests as kustomize renders them.
+ */
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    deployCluster: DeployCluster;
+  }
+}
+
+export interface DeployCluster {
+  /** Scratch directory of this run (the API server's files are below it). */
+  readonly dir: string;
+  /** system:masters. */
+  readonly kubeconfig: string;
+  readonly url: string;
+  readonly caFile: string;
+  readonly kubectl: string;
+  readonly kubeControllerManager: string;
+}
+
+export const OVERLAYS = ["base", "overlays/local", "overlays/cert-manager"] as const;
+export type Overlay = (typeof OVERLAYS)[number];
+
+export const NAMESPACE = "cloak-system";
+
+export function manifestsDir(): string {
+  return join(packageRoot(), "manifests");
+}
+
+export function deployCluster(): DeployCluster {
+  return inject("deployCluster");
+}
+
+export function adminClient(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(deployCluster().kubeconfig);
+  return kc;
+}
+
+let runner: Runner | undefined;
+export function testRunner(): Runner {
+  runner ??= createRunner({ logger: createLogger({ component: "deploy-test", level: process.env["LOG_LEVEL"] ?? "warn" }) });
+  return runner;
+}
+
+/** kubectl as system:masters against the test API server. */
+export function kubectl(args: readonly string[], options: { input?: string; okExitCodes?: number[]; kubeconfig?: string } = {}): Promise<CommandResult> {
+  const c = deployCluster();
+  return testRunner()({
+    file: c.kubectl,
+    args: [`--kubeconfig=${options.kubeconfig ?? c.kubeconfig}`, ...args],
+    ...(options.input === undefined ? {} : { input: options.input }),
+    ...(options.okExitCodes ? { okExitCodes: options.okExitCodes } : {}),
+    timeoutMs: 120_000,
+  });
+}
+
+/** `kubectl kustomize` of an overlay: what `kubectl apply -k` would send. */
+export async function render(overlay: Overlay, kubectlPath = deployCluster().kubectl): Promise<KubeObject[]> {
+  const out = await testRunner()({ file: kubectlPath, args: ["kustomize", join(manifestsDir(), overlay)], timeoutMs: 60_000 });
+  return parseYamlObjects(out.stdout);
+}
+
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

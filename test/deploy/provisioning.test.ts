@@ -1,0 +1,381 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  CoreV1Api,
+  PatchStrategy,
+  StorageV1Api,
+  setHeaderOptions,
+  type V1DaemonSet,
+  type V1Deployment,
+  type V1PersistentVolume,
+  type V1Pod,
+  type V1PodSpec,
+} from "@kubernetes/client-node";
+import { randomBytes, randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, open, stat, writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { luksFormat, isLuks2 } from "../../csi/luks/cryptsetup.js";
+import { volumeImagePath } from "../../csi/disk/local/layout.js";
+import { Daemon } from "../netns/daemon.js";
+import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, waitFor, type KubeObject } from "./kube.js";
+import { packageRoot } from "../../lib/paths.js";
+import { cloakArgv, container, hostCommand, writeSecretVolume, type PodIdentity } from "./pod-runner.js";
+
+// Dynamic provisioning as a cluster does it, with the real pieces: the real external-provisioner,
+// external-resizer (built from their Go modules at the versions the manifests pin) and
+// kube-controller-manager's volume controllers, against the real API server, talking to cloak's
+// plugin over its unix socket — each started with the arguments the rendered manifests give its
+// container (pod-runner.ts), as the node plugin's service account, through a token bound to a
+// Pod made from the DaemonSet. Missing: kubelet (NodeStage needs device-mapper: the VM tier
+// covers it) and kube-scheduler, whose one job here — annotating the claim with the node it
+// picked — the test does itself.
+
+const NODE = "cloak-deploy-n1";
+/** A second node, with its own plugin and sidecars: each must leave the other's volumes alone. */
+const NODE2 = "cloak-deploy-n2";
+const APP_NS = "cloak-deploy-apps";
+const podName = (node: string) => `cloak-csi-node-${node}`;
+const TOPOLOGY_KEY = "topology.csi.cloak.dev/node";
+const GiB = 1024 ** 3;
+const HEADER_BYTES = 16 * 1024 * 1024;
+
+let dir: string;
+let rendered: KubeObject[];
+let csiPod: V1PodSpec;
+const daemons = new Map<string, Daemon>();
+let core: CoreV1Api;
+
+/** What runs on one node: the plugin (restartable, with extra env) and its sidecars. */
+interface NodeStack {
+  readonly volumesDir: string;
+  plugin(env?: Record<string, string>): Promise<Daemon>;
+  readonly sidecars: Record<string, Restarted>;
+}
+const nodes = new Map<string, NodeStack>();
+const stack = (node: string) => nodes.get(node) as NodeStack;
+const volumesDir = () => stack(NODE).volumesDir;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function start(name: string, argv: readonly string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Daemon> {
+  const d = new Daemon({ name, argv, env, logFile: join(dir, `${name}.log`) });
+  daemons.set(name, d);
+  await d.waitForOutput(ready, 60_000);
+  return d;
+}
+
+/**
+ * A sidecar under kubelet's restart policy: the CSI sidecars exit when they lose the plugin's
+ * socket (a plugin restart) and count on being restarted, which this does after a second.
+ */
+class Restarted {
+  private current: Daemon;
+  private stopped = false;
+  restarts = 0;
+
+  constructor(private readonly make: () => Daemon) {
+    this.current = make();
+    void this.watch();
+  }
+
+  get daemon(): Daemon {
+    return this.current;
+  }
+
+  private async watch(): Promise<void> {
+    for (;;) {
+      await this.current.wait();
+      if (this.stopped) return;
+      await new Promise((r) => setTimeout(r, 1_000));
+      if (this.stopped) return;
+      this.restarts++;
+      this.current = this.make();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.current.stop("SIGTERM", 5_000);
+  }
+}
+/** Materialises the Secret volumes of a pod spec under dir/<under>/<volume>. */
+async function secretVolumes(spec: V1PodSpec, under: string, fsGroup: boolean): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const v of spec.volumes ?? []) {
+    if (!v.secret?.secretName) continue;
+    const path = join(dir, under, v.name);
+    const secret = await core.readNamespacedSecret({ namespace: NAMESPACE, name: v.secret.secretName });
+    await writeSecretVolume(secret, path, { defaultMode: v.secret.defaultMode ?? 0o644, fsGroup });
+    out[v.name] = path;
+  }
+  return out;
+}
+
+async function tokenKubeconfig(pod: V1Pod, file: string): Promise<string> {
+  const res = await core.createNamespacedServiceAccountToken({
+    namespace: NAMESPACE,
+    name: pod.spec?.serviceAccountName ?? "",
+    body: { spec: { audiences: [], expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata?.name ?? "", uid: pod.metadata?.uid ?? "" } } },
+  });
+  const c = deployCluster();
+  const doc = {
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "c", cluster: { server: c.url, "certificate-authority": c.caFile } }],
+    users: [{ name: "sa", user: { token: res.status?.token ?? "" } }],
+    contexts: [{ name: "c", context: { cluster: "c", user: "sa" } }],
+    "current-context": "c",
+  };
+  await writeFile(file, stringify(doc), { mode: 0o600 });
+  return file;
+}
+
+const readPvc = () => core.readNamespacedPersistentVolumeClaim({ namespace: APP_NS, name: "data" });
+const readPv = async (name: string): Promise<V1PersistentVolume | undefined> => {
+  try {
+    return await core.readPersistentVolume({ name });
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+};
+
+beforeAll(async () => {
+  const cluster = deployCluster();
+  dir = join(cluster.dir, "provisioning");
+  await mkdir(dir, { recursive: true });
+  core = adminClient().makeApiClient(CoreV1Api);
+  const storage = adminClient().makeApiClient(StorageV1Api);
+  const run = testRunner();
+
+  await kubectl(["apply", "-k", join(manifestsDir(), "overlays/local")]);
+  rendered = await render("overlays/local");
+  csiPod = find<V1DaemonSet>(rendered, "DaemonSet", "cloak-csi-node").spec?.template.spec as V1PodSpec;
+  const keyservicePod = find<V1Deployment>(rendered, "Deployment", "cloak-keyservice").spec?.template.spec as V1PodSpec;
+
+  // The key service's Secrets, made the way manifests/README.md tells an admin to.
+  const keys = join(dir, "keys");
+  await run({ file: cloakArgv()[0] ?? "", args: [...cloakArgv().slice(1), "keys", "init", keys], timeoutMs: 60_000 });
+  await kubectl(["-n", NAMESPACE, "create", "secret", "generic", "cloak-keyservice-keys", `--from-file=${keys}/master-secret`, `--from-file=${keys}/salt`]);
+  await kubectl(["-n", NAMESPACE, "create", "secret", "generic", "cloak-keyservice-tls", `--from-file=${keys}/server/`]);
+  await kubectl(["-n", NAMESPACE, "create", "secret", "generic", "cloak-csi-node-keyservice-tls", `--from-file=${keys}/clients/csi-node/`]);
+
+  // kube-controller-manager with the volume controllers only: binding, expansion, protection.
+  await start(
+    "kube-controller-manager",
+    [
+      cluster.kubeControllerManager,
+      `--kubeconfig=${cluster.kubeconfig}`,
+      "--controllers=persistentvolume-binder-controller,persistentvolume-expander-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
+      "--leader-elect=false",
+      "--secure-port=0",
+      "--pvclaimbinder-sync-period=2s",
+      "--v=2",
+    ],
+    {},
+    (out) => /Started controller|Starting persistent volume controller|"Starting controller" controller="persistentvolume-binder"/i.test(out),
+  );
+
+  // The key service, from its Deployment, on loopback ports.
+  const grpcPort = await freePort();
+  const metricsPort = await freePort();
+  const ksVolumes = await secretVolumes(keyservicePod, "keyservice", keyservicePod.securityContext?.fsGroup !== undefined);
+  const ks = hostCommand({
+    pod: { nodeName: NODE, podName: "cloak-keyservice-test", namespace: NAMESPACE },
+    container: container(keyservicePod, "keyservice"),
+    volumes: ksVolumes,
+    images: { "cloak.invalid/cloak": cloakArgv() },
+    rewrite: { "0.0.0.0:9000": `127.0.0.1:${grpcPort}`, "0.0.0.0:9464": `127.0.0.1:${metricsPort}` },
+  });
+  await start("keyservice", ks.argv, ks.env, (out) => out.includes("key service ready"));
+
+  const paths = Object.fromEntries(
+    (await run({ file: join(packageRoot(), "test/deploy/sidecars/build.sh"), args: ["--print-paths"] })).stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split("=") as [string, string]),
+  );
+  const images: Record<string, string[]> = {
+    "cloak.invalid/cloak": cloakArgv(),
+    "registry.k8s.io/sig-storage/csi-provisioner": [paths["CSI_PROVISIONER"] ?? ""],
+    "registry.k8s.io/sig-storage/csi-resizer": [paths["CSI_RESIZER"] ?? ""],
+    "registry.k8s.io/sig-storage/csi-snapshotter": [paths["CSI_SNAPSHOTTER"] ?? ""],
+  };
+  const template = find<V1DaemonSet>(rendered, "DaemonSet", "cloak-csi-node").spec?.template;
+
+  /** One node as kubelet would run the DaemonSet's pod on it. */
+  async function startNode(node: string): Promise<NodeStack> {
+    // What kubelet and the registrar make when the plugin registers on a node.
+    await core.createNode({ body: { metadata: { name: node, labels: { "kubernetes.io/hostname": node, [TOPOLOGY_KEY]: node } } } });
+    await storage.createCSINode({
+      body: { metadata: { name: node }, spec: { drivers: [{ name: "csi.cloak.dev", nodeID: node, topologyKeys: [TOPOLOGY_KEY] }] } },
+    });
+    const pod = await core.createNamespacedPod({
+      namespace: NAMESPACE,
+      body: { metadata: { name: podName(node), labels: template?.metadata?.labels ?? {} }, spec: { ...csiPod, nodeName: node } },
+    });
+    const identity: PodIdentity = { nodeName: node, podName: podName(node), namespace: NAMESPACE };
+    const root = join(dir, node);
+    const volumes = {
+      ...(await secretVolumes(csiPod, join(node, "secrets"), false)),
+      "socket-dir": join(root, "socket-dir"),
+      "registration-dir": join(root, "registration-dir"),
+      "kubelet-dir": join(root, "kubelet-dir"),
+      "volumes-dir": join(root, "volumes-dir"),
+      dev: "/dev",
+    };
+    for (const d of ["socket-dir", "registration-dir", "kubelet-dir", "volumes-dir"] as const) await mkdir(volumes[d], { recursive: true });
+    const pluginCommand = hostCommand({
+      pod: identity,
+      container: container(csiPod, "cloak-csi"),
+      volumes,
+      images,
+      rewrite: { "cloak-keyservice.cloak-system.svc:9000": `127.0.0.1:${grpcPort}` },
+    });
+    const plugin = (env: Record<string, string> = {}) =>
+      start(`${node}-cloak-csi`, pluginCommand.argv, { ...pluginCommand.env, ...env }, (out) => out.includes("cloak CSI plugin started"));
+    await plugin();
+    const kubeconfig = await tokenKubeconfig(pod, join(root, "csi-node.kubeconfig"));
+    const sidecars: Record<string, Restarted> = {};
+    for (const name of ["csi-provisioner", "csi-resizer"]) {
+      const c = hostCommand({ pod: identity, container: container(csiPod, name), volumes, images });
+      const sidecar = new Restarted(() => new Daemon({ name: `${node}-${name}`, argv: [...c.argv, `--kubeconfig=${kubeconfig}`], env: c.env, logFile: join(dir, `${node}-${name}.log`) }));
+      sidecars[name] = sidecar;
+      await sidecar.daemon.waitForOutput((out) => /Connected|Started|Starting/i.test(out), 60_000);
+    }
+    return { volumesDir: volumes["volumes-dir"], plugin, sidecars };
+  }
+  for (const node of [NODE, NODE2]) nodes.set(node, await startNode(node));
+  await kubectl(["create", "namespace", APP_NS]);
+}, 300_000);
+
+afterAll(async () => {
+  for (const n of nodes.values()) for (const s of Object.values(n.sidecars)) await s.stop();
+  for (const d of [...daemons.values()].reverse()) await d.stop("SIGTERM", 5_000);
+  await kubectl(["delete", "namespace", APP_NS, "--wait=false"], { okExitCodes: [1] }).catch(() => undefined);
+});
+
+describe("provisioning through the real external-provisioner and external-resizer", () => {
+  let pvName = "";
+  let volumeId = "";
+
+  it("publishes each node's free space for the scheduler (CSIStorageCapacity owned by its pod)", async () => {
+    const storage = adminClient().makeApiClient(StorageV1Api);
+    for (const node of [NODE, NODE2]) {
+      const capacity = await waitFor(`a CSIStorageCapacity for ${node}`, async () => {
+        const list = await storage.listNamespacedCSIStorageCapacity({ namespace: NAMESPACE });
+        return list.items.find((c) => c.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === node && c.storageClassName === "cloak-encrypted");
+      });
+      expect(capacity.capacity).toBeTruthy();
+      expect(capacity.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "Pod", name: podName(node) });
+    }
+  });
+
+  it("gives a claim on cloak-encrypted a bound PV whose handle is a cloak volume on the node", async () => {
+    await core.createNamespacedPersistentVolumeClaim({
+      namespace: APP_NS,
+      body: {
+        metadata: { name: "data" },
+        spec: { accessModes: ["ReadWriteOnce"], storageClassName: "cloak-encrypted", resources: { requests: { storage: "1Gi" } } },
+      },
+    });
+    // The scheduler's part, for a pod using the claim: it picked this node.
+    await core.patchNamespacedPersistentVolumeClaim(
+      { namespace: APP_NS, name: "data", body: { metadata: { annotations: { "volume.kubernetes.io/selected-node": NODE } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    const pvc = await waitFor("the claim bound", async () => {
+      const c = await readPvc();
+      return c.status?.phase === "Bound" ? c : undefined;
+    }, 90_000);
+    pvName = pvc.spec?.volumeName ?? "";
+    const pv = (await readPv(pvName)) as V1PersistentVolume;
+    volumeId = pv.spec?.csi?.volumeHandle ?? "";
+    expect(pv.spec?.csi?.driver).toBe("csi.cloak.dev");
+    expect(pv.spec?.csi?.fsType).toBe("ext4");
+    expect(volumeId).toMatch(/^vol-[0-9a-f-]{36}$/);
+    expect(pv.spec?.claimRef).toMatchObject({ namespace: APP_NS, name: "data" });
+    expect(pv.spec?.nodeAffinity?.required?.nodeSelectorTerms).toEqual([
+      { matchExpressions: [{ key: TOPOLOGY_KEY, operator: "In", values: [NODE] }] },
+    ]);
+    // At least what was asked: the LUKS header comes on top, in the file, not out of the claim.
+    expect(Number(pv.spec?.capacity?.["storage"]?.toString().replace(/Gi$/, "")) * GiB).toBeGreaterThanOrEqual(GiB);
+    const file = volumeImagePath(volumesDir(), volumeId);
+    expect((await stat(file)).size).toBeGreaterThanOrEqual(GiB + HEADER_BYTES);
+    expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(true);
+    // Made by n1's provisioner only: the other node holds nothing of it.
+    expect(existsSync(volumeImagePath(stack(NODE2).volumesDir, volumeId))).toBe(false);
+  }, 120_000);
+
+  it("grows the volume when the claim asks for more (ControllerExpandVolume through the resizer)", async () => {
+    expect(volumeId, "needs the provisioned volume").not.toBe("");
+    await core.patchNamespacedPersistentVolumeClaim(
+      { namespace: APP_NS, name: "data", body: { spec: { resources: { requests: { storage: "2Gi" } } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    const pv = await waitFor("the PV grown to 2Gi", async () => {
+      const v = await readPv(pvName);
+      return v?.spec?.capacity?.["storage"] === "2Gi" ? v : undefined;
+    }, 90_000);
+    expect(pv.spec?.csi?.volumeHandle).toBe(volumeId);
+    expect((await stat(volumeImagePath(volumesDir(), volumeId))).size).toBeGreaterThanOrEqual(2 * GiB + HEADER_BYTES);
+    // The filesystem grows when kubelet calls NodeExpandVolume on the node: pending until then.
+    const pvc = await waitFor("node expansion pending", async () => {
+      const c = await readPvc();
+      return c.status?.allocatedResourceStatuses?.["storage"] === "NodeResizePending" ? c : undefined;
+    });
+    expect(pvc.status?.allocatedResources?.["storage"]).toBe("2Gi");
+  }, 120_000);
+
+  it("deletes the volume with the claim: the header is erased before the file goes", async () => {
+    expect(volumeId, "needs the provisioned volume").not.toBe("");
+    const file = volumeImagePath(volumesDir(), volumeId);
+    const run = testRunner();
+    // The header NodeStageVolume would have written (needs device-mapper only to open).
+    await run(luksFormat({ device: file, uuid: randomUUID(), passphrase: randomBytes(32), integrity: false }));
+    expect((await run(isLuks2(file))).exitCode).toBe(0);
+    const headerBefore = await readHead(file);
+
+    // Stop the plugin right after the erase, before the file is removed, to look at it.
+    await daemons.get(`${NODE}-cloak-csi`)?.stop("SIGTERM");
+    const stopped = await stack(NODE).plugin({ CLOAK_FAILPOINTS: "delete:after-erase" });
+    await core.deleteNamespacedPersistentVolumeClaim({ namespace: APP_NS, name: "data" });
+    await waitFor("the plugin to reach the failpoint", async () => (stopped.running ? undefined : true), 90_000);
+    expect(stopped.stdout).toContain("failpoint delete:after-erase reached");
+    expect((await run(isLuks2(file))).exitCode).not.toBe(0);
+    const headerAfter = await readHead(file);
+    expect(headerAfter.equals(headerBefore)).toBe(false);
+    // Nothing of the LUKS2 header survives: not its magic, not its JSON area.
+    expect(headerAfter.includes(Buffer.from("LUKS\xba\xbe", "latin1"))).toBe(false);
+    expect(headerAfter.includes(Buffer.from('"keyslots"'))).toBe(false);
+
+    // Back up: the provisioner (restarted, as kubelet restarts a sidecar that lost its
+    // plugin) retries DeleteVolume, which finishes the job.
+    await stack(NODE).plugin();
+    await waitFor("the PV deleted", async () => ((await readPv(pvName)) === undefined ? true : undefined), 120_000);
+    expect(existsSync(file)).toBe(false);
+    expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(false);
+  }, 240_000);
+});
+
+async function readHead(file: string): Promise<Buffer> {
+  const handle = await open(file, "r");
+  try {
+    const buf = Buffer.alloc(HEADER_BYTES);
+    await handle.read(buf, 0, HEADER_BYTES, 0);
+    return buf;
+  } finally {
+    await handle.close();
+  }
+}
