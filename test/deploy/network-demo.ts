@@ -21,7 +21,7 @@ import { ensureBinaries, startApiServer, type ApiServer } from "../apiserver/api
 import type { Daemon } from "../netns/daemon.js";
 import { NetdCluster, WG_PORT } from "../netns/netd-cluster.js";
 import { createTestbed, removeLeftovers, type Testbed, type TestNode } from "../netns/testbed.js";
-import { send, startCapture, startEcho } from "../netns/traffic.js";
+import { httpGet, send, startCapture, startEcho, stopSenders } from "../netns/traffic.js";
 import { parseYamlObjects, type KubeObject } from "./objects.js";
 
 const PREFIX = "cloak-demo-";
@@ -102,6 +102,7 @@ async function main(): Promise<number> {
     }
     const echo = await startEcho(n2.podNs, "udp", UDP_PORT, dir);
     cleanups.push(async () => void (await echo.stop("SIGKILL")));
+    cleanups.push(() => stopSenders());
 
     step(2, `Without netd: pod on n1 sends "${MESSAGE}" to the pod on n2`);
     const plain = await sendAndCapture(tb, run, dir, "plain", n1, n2);
@@ -131,9 +132,12 @@ async function main(): Promise<number> {
     console.log(`    packets that are not WireGuard (UDP port ${WG_PORT}): ${notWireguard.length}`);
     console.log(`    bytes of the message anywhere in the capture: ${sealed.containsMessage ? "FOUND" : "none"}`);
 
-    step(5, "netd's own view: cloak netd status on n1");
+    step(5, "netd's own view on n1: cloak netd status, and its metrics");
     const status = await tb.exec(n1.ns, [process.execPath, join(packageRoot(), "dist/cmd/cloak.js"), "netd", "status"]);
     console.log(indent(status.stdout));
+    const metrics = await httpGet(tb, n1.ns, "http://127.0.0.1:9478/metrics");
+    console.log("    and its metrics (http://<node>:9478/metrics):");
+    console.log(indent(metrics.body.split("\n").filter((l) => /^netd_(peers_configured|peers_connected|peer_sent_bytes|peer_received_bytes)\b/.test(l)).join("\n")));
 
     step(6, "The admission policy: netd on n1 tries to replace n2's key");
     const attempt = await run({
