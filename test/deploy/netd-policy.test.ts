@@ -10,6 +10,7 @@ import {
 } from "@kubernetes/client-node";
 import { join } from "node:path";
 import { PORT_ANNOTATION, PUBLIC_KEY_ANNOTATION } from "../../netd/nodes.js";
+import { serviceAccountToken } from "./tokens.js";
 import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render } from "./kube.js";
 
 // netd's RBAC allows patching any Node; the ValidatingAdmissionPolicy in
@@ -37,20 +38,7 @@ function tokenClient(token: string): KubeConfig {
 }
 
 /** A token for cloak-netd, bound to `pod` when given (what kubelet mounts), else unbound. */
-async function netdToken(pod?: V1Pod): Promise<string> {
-  const res = await core.createNamespacedServiceAccountToken({
-    namespace: NAMESPACE,
-    name: "cloak-netd",
-    body: {
-      spec: {
-        audiences: [],
-        expirationSeconds: 3600,
-        ...(pod ? { boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata?.name ?? "", uid: pod.metadata?.uid ?? "" } } : {}),
-      },
-    },
-  });
-  return res.status?.token ?? "";
-}
+const netdToken = (pod?: V1Pod) => serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: "cloak-netd", ...(pod ? { pod } : {}) });
 
 const annotate = (api: CoreV1Api, node: string, annotations: Record<string, string | null>) =>
   api.patchNode({ name: node, body: { metadata: { annotations } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));

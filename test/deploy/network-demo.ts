@@ -10,7 +10,7 @@
  * also on Ctrl-C or failure.
  */
 import { CoreV1Api, type V1DaemonSet, type V1Pod } from "@kubernetes/client-node";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -23,6 +23,7 @@ import { NetdCluster, WG_PORT } from "../netns/netd-cluster.js";
 import { createTestbed, removeLeftovers, type Testbed, type TestNode } from "../netns/testbed.js";
 import { httpGet, send, startCapture, startEcho, stopSenders } from "../netns/traffic.js";
 import { parseYamlObjects, type KubeObject } from "./objects.js";
+import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 
 const PREFIX = "cloak-demo-";
 const MESSAGE = "CLOAK-DEMO: meet at the old bridge at noon";
@@ -98,7 +99,8 @@ async function main(): Promise<number> {
         namespace: NAMESPACE,
         body: { metadata: { name: `cloak-netd-${n.name}` }, spec: { ...netdTemplate?.spec, nodeName: n.name } as V1Pod["spec"] },
       });
-      kubeconfigs.set(n.name, await podTokenKubeconfig(core, api, pod, join(dir, `netd-${n.name}.kubeconfig`)));
+      const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: "cloak-netd", pod });
+      kubeconfigs.set(n.name, await writeTokenKubeconfig(join(dir, `netd-${n.name}.kubeconfig`), { server: api.url, caFile: api.caFile, token }));
     }
     const echo = await startEcho(n2.podNs, "udp", UDP_PORT, dir);
     cleanups.push(async () => void (await echo.stop("SIGKILL")));
@@ -160,24 +162,6 @@ function isNetdIdentity(o: KubeObject): boolean {
   if (o.kind === "Namespace") return true;
   if (o.kind === "ValidatingAdmissionPolicy" || o.kind === "ValidatingAdmissionPolicyBinding") return true;
   return ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"].includes(o.kind) && o.metadata.name === "cloak-netd";
-}
-
-async function podTokenKubeconfig(core: CoreV1Api, api: ApiServer, pod: V1Pod, file: string): Promise<string> {
-  const res = await core.createNamespacedServiceAccountToken({
-    namespace: NAMESPACE,
-    name: "cloak-netd",
-    body: { spec: { audiences: [], expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata?.name ?? "", uid: pod.metadata?.uid ?? "" } } },
-  });
-  const doc = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "demo", cluster: { server: api.url, "certificate-authority": api.caFile } }],
-    users: [{ name: "netd", user: { token: res.status?.token ?? "" } }],
-    contexts: [{ name: "demo", context: { cluster: "demo", user: "netd" } }],
-    "current-context": "demo",
-  };
-  await writeFile(file, stringify(doc), { mode: 0o600 });
-  return file;
 }
 
 interface Captured {

@@ -7,20 +7,19 @@ import {
   type V1DaemonSet,
   type V1Deployment,
   type V1PersistentVolume,
-  type V1Pod,
   type V1PodSpec,
 } from "@kubernetes/client-node";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, stat, writeFile } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
+import { mkdir, open, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import { luksFormat, isLuks2 } from "../../csi/luks/cryptsetup.js";
 import { volumeImagePath } from "../../csi/disk/local/layout.js";
+import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
 import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, waitFor, type KubeObject } from "./kube.js";
 import { packageRoot } from "../../lib/paths.js";
+import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 import { cloakArgv, container, hostCommand, writeSecretVolume, type PodIdentity } from "./pod-runner.js";
 
 // Dynamic provisioning as a cluster does it, with the real pieces: the real external-provisioner,
@@ -56,17 +55,6 @@ interface NodeStack {
 const nodes = new Map<string, NodeStack>();
 const stack = (node: string) => nodes.get(node) as NodeStack;
 const volumesDir = () => stack(NODE).volumesDir;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function start(name: string, argv: readonly string[], env: Record<string, string>, ready: (out: string) => boolean): Promise<Daemon> {
   const d = new Daemon({ name, argv, env, logFile: join(dir, `${name}.log`) });
@@ -120,25 +108,6 @@ async function secretVolumes(spec: V1PodSpec, under: string, fsGroup: boolean): 
     out[v.name] = path;
   }
   return out;
-}
-
-async function tokenKubeconfig(pod: V1Pod, file: string): Promise<string> {
-  const res = await core.createNamespacedServiceAccountToken({
-    namespace: NAMESPACE,
-    name: pod.spec?.serviceAccountName ?? "",
-    body: { spec: { audiences: [], expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata?.name ?? "", uid: pod.metadata?.uid ?? "" } } },
-  });
-  const c = deployCluster();
-  const doc = {
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "c", cluster: { server: c.url, "certificate-authority": c.caFile } }],
-    users: [{ name: "sa", user: { token: res.status?.token ?? "" } }],
-    contexts: [{ name: "c", context: { cluster: "c", user: "sa" } }],
-    "current-context": "c",
-  };
-  await writeFile(file, stringify(doc), { mode: 0o600 });
-  return file;
 }
 
 const readPvc = () => core.readNamespacedPersistentVolumeClaim({ namespace: APP_NS, name: "data" });
@@ -246,7 +215,8 @@ beforeAll(async () => {
     const plugin = (env: Record<string, string> = {}) =>
       start(`${node}-cloak-csi`, pluginCommand.argv, { ...pluginCommand.env, ...env }, (out) => out.includes("cloak CSI plugin started"));
     await plugin();
-    const kubeconfig = await tokenKubeconfig(pod, join(root, "csi-node.kubeconfig"));
+    const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: csiPod.serviceAccountName ?? "", pod });
+    const kubeconfig = await writeTokenKubeconfig(join(root, "csi-node.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
     const sidecars: Record<string, Restarted> = {};
     for (const name of ["csi-provisioner", "csi-resizer"]) {
       const c = hostCommand({ pod: identity, container: container(csiPod, name), volumes, images });
