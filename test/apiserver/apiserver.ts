@@ -328,7 +328,7 @@ async function getPath(kc: KubeConfig, path: string): Promise<number> {
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
