@@ -12,7 +12,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{cmd,csi,keyservice,netd,lib}/**/*.test.ts"],
+          include: ["{cmd,csi,keyservice,netd,lib,bench}/**/*.test.ts"],
           environment: "node",
         },
       },
