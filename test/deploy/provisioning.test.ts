@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CoreV1Api,
+  CustomObjectsApi,
   PatchStrategy,
   StorageV1Api,
   setHeaderOptions,
@@ -218,7 +219,7 @@ beforeAll(async () => {
     const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: csiPod.serviceAccountName ?? "", pod });
     const kubeconfig = await writeTokenKubeconfig(join(root, "csi-node.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
     const sidecars: Record<string, Restarted> = {};
-    for (const name of ["csi-provisioner", "csi-resizer"]) {
+    for (const name of ["csi-provisioner", "csi-resizer", "csi-snapshotter"]) {
       const c = hostCommand({ pod: identity, container: container(csiPod, name), volumes, images });
       const sidecar = new Restarted(() => new Daemon({ name: `${node}-${name}`, argv: [...c.argv, `--kubeconfig=${kubeconfig}`], env: c.env, logFile: join(dir, `${node}-${name}.log`) }));
       sidecars[name] = sidecar;
@@ -236,7 +237,7 @@ afterAll(async () => {
   await kubectl(["delete", "namespace", APP_NS, "--wait=false"], { okExitCodes: [1] }).catch(() => undefined);
 });
 
-describe("provisioning through the real external-provisioner and external-resizer", () => {
+describe("provisioning through the real external-provisioner, external-resizer and external-snapshotter", () => {
   let pvName = "";
   let volumeId = "";
 
@@ -284,8 +285,9 @@ describe("provisioning through the real external-provisioner and external-resize
     const file = volumeImagePath(volumesDir(), volumeId);
     expect((await stat(file)).size).toBeGreaterThanOrEqual(GiB + HEADER_BYTES);
     expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(true);
-    // Made by n1's provisioner only: the other node holds nothing of it.
+    // Made by n1's provisioner only: the other node was not even asked.
     expect(existsSync(volumeImagePath(stack(NODE2).volumesDir, volumeId))).toBe(false);
+    expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateVolume");
   }, 120_000);
 
   it("grows the volume when the claim asks for more (ControllerExpandVolume through the resizer)", async () => {
@@ -307,6 +309,71 @@ describe("provisioning through the real external-provisioner and external-resize
     });
     expect(pvc.status?.allocatedResources?.["storage"]).toBe("2Gi");
   }, 120_000);
+
+  it("snapshots the volume and deletes the snapshot through the real external-snapshotter (node-deployment)", async () => {
+    expect(volumeId, "needs the provisioned volume").not.toBe("");
+    const custom = adminClient().makeApiClient(CustomObjectsApi);
+    const api = { group: "snapshot.storage.k8s.io", version: "v1" };
+    const snapshot = (await custom.createNamespacedCustomObject({
+      ...api,
+      namespace: APP_NS,
+      plural: "volumesnapshots",
+      body: { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "data-snap" }, spec: { source: { persistentVolumeClaimName: "data" }, volumeSnapshotClassName: "cloak-snapshots" } },
+    })) as { metadata: { uid: string } };
+    // The snapshot-controller's part (run with --enable-distributed-snapshotting): a content for
+    // the snapshot, labelled with the volume's node, protected by its finalizer.
+    const contentName = `snapcontent-${snapshot.metadata.uid}`;
+    await custom.createClusterCustomObject({
+      ...api,
+      plural: "volumesnapshotcontents",
+      body: {
+        apiVersion: "snapshot.storage.k8s.io/v1",
+        kind: "VolumeSnapshotContent",
+        metadata: {
+          name: contentName,
+          labels: { "snapshot.storage.kubernetes.io/managed-by": NODE },
+          finalizers: ["snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"],
+        },
+        spec: {
+          deletionPolicy: "Delete",
+          driver: "csi.cloak.dev",
+          source: { volumeHandle: volumeId },
+          volumeSnapshotClassName: "cloak-snapshots",
+          volumeSnapshotRef: { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", name: "data-snap", namespace: APP_NS, uid: snapshot.metadata.uid },
+        },
+      },
+    });
+    type Content = { metadata: { annotations?: Record<string, string> }; status?: { readyToUse?: boolean; snapshotHandle?: string; restoreSize?: number } };
+    const readContent = async () => {
+      try {
+        return (await custom.getClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName })) as Content;
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return undefined;
+        throw err;
+      }
+    };
+    const ready = await waitFor("the snapshot ready", async () => {
+      const c = await readContent();
+      return c?.status?.readyToUse === true ? c : undefined;
+    }, 90_000);
+    const snapId = ready.status?.snapshotHandle ?? "";
+    expect(snapId).toMatch(/^snap-/);
+    expect(ready.status?.restoreSize).toBeGreaterThanOrEqual(2 * GiB);
+    const snapFile = join(volumesDir(), "snapshots", `${snapId}.img`);
+    expect(existsSync(snapFile)).toBe(true);
+    expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateSnapshot");
+
+    // Deleting the VolumeSnapshot: the controller marks the content, then deletes it; the
+    // sidecar deletes the snapshot and lets the object go.
+    await custom.patchClusterCustomObject(
+      { ...api, plural: "volumesnapshotcontents", name: contentName, body: { metadata: { annotations: { "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted": "yes" } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    await custom.deleteClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName });
+    await waitFor("the snapshot content gone", async () => ((await readContent()) === undefined ? true : undefined), 90_000);
+    expect(existsSync(snapFile)).toBe(false);
+    await custom.deleteNamespacedCustomObject({ ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
+  }, 240_000);
 
   it("deletes the volume with the claim: the header is erased before the file goes", async () => {
     expect(volumeId, "needs the provisioned volume").not.toBe("");
