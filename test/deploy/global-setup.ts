@@ -5,7 +5,7 @@ import type { TestProject } from "vitest/node";
 import { createRunner } from "../../lib/exec.js";
 import { createLogger } from "../../lib/log.js";
 import { packageRoot } from "../../lib/paths.js";
-import { ensureBinaries, startApiServer } from "../apiserver/apiserver.js";
+import { ensureBinaries, startApiServer, type ApiServer } from "../apiserver/apiserver.js";
 import type { DeployCluster } from "./kube.js";
 
 /**
@@ -20,8 +20,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const kcm = paths["KUBE_CONTROLLER_MANAGER"];
   if (!kcm) throw new Error("test/apiserver/build.sh does not know kube-controller-manager: run `make deploy-deps`");
   const dir = await mkdtemp(join(tmpdir(), "cloak-deploy-"));
+  const removeDir = () => (process.env["CLOAK_KEEP_TEST_DIR"] ? Promise.resolve() : rm(dir, { recursive: true, force: true }));
   const started = Date.now();
-  const api = await startApiServer({ dir: join(dir, "api") });
+  let api: ApiServer;
+  try {
+    api = await startApiServer({ dir: join(dir, "api") });
+  } catch (err) {
+    await removeDir();
+    throw err;
+  }
   try {
     await runner({
       file: binaries.kubectl,
@@ -35,6 +42,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     });
   } catch (err) {
     await api.stop();
+    await removeDir();
     throw err;
   }
   const cluster: DeployCluster = {
@@ -49,7 +57,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   console.log(`deploy tests: API server ready in ${Date.now() - started} ms (${api.hostUrl}, ${dir})`);
   return async () => {
     await api.stop();
-    if (!process.env["CLOAK_KEEP_TEST_DIR"]) await rm(dir, { recursive: true, force: true });
+    await removeDir();
   };
 }
 
