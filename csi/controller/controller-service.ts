@@ -8,6 +8,7 @@ import {
   NotFoundError,
   OutOfRangeError,
   ResourceExhaustedError,
+  UnavailableError,
 } from "../../lib/errors.js";
 import type { AsyncHandlers } from "../../lib/grpc-handler.js";
 import { int64ToNumber } from "../../lib/proto.js";
@@ -40,6 +41,9 @@ export interface ControllerServiceOptions {
   readonly locks: VolumeLocks;
   readonly log: Logger;
 }
+
+/** Every volume id this controller issues starts so (see ControllerExpandVolume). */
+const VOLUME_ID_PREFIX = "vol-";
 
 /** CSI names are up to 128 characters in Kubernetes; control characters are banned by the spec. */
 const MAX_NAME = 128;
@@ -178,7 +182,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             throw new ResourceExhaustedError("the volumes directory has no space left for another volume header");
           }
           record = {
-            id: `vol-${randomUUID()}`,
+            id: `${VOLUME_ID_PREFIX}${randomUUID()}`,
             name,
             state: "creating",
             capacityBytes: sizing.capacityBytes,
@@ -226,6 +230,12 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
         limitBytes: int64ToNumber(req.capacity_range.limit_bytes, "capacity_range.limit_bytes"),
       };
       return locks.with(id, "ControllerExpandVolume", async () => {
+        if (!volumes.get(id) && id.startsWith(VOLUME_ID_PREFIX)) {
+          // external-resizer has no node-deployment mode: every node's resizer asks every
+          // node's plugin. NotFound would make it mark the claim infeasible, racing the owner's
+          // success; Unavailable makes the other nodes retry until the owner has resized.
+          throw new UnavailableError(`volume ${id} is not on node ${nodeId}; the plugin on the node that holds it expands it`);
+        }
         const record = readyVolume(id);
         if (record.parameters.integrity) {
           throw new FailedPreconditionError(

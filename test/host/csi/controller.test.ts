@@ -121,6 +121,15 @@ describe("expansion", () => {
     expect(await diskSize(volume!.volume_id)).toBe(272 * MiB);
   });
 
+  it("answers NotFound for an id it never issued, and Unavailable for a volume another node's plugin may hold", async () => {
+    await expect(
+      plugin.client.controller("ControllerExpandVolume", { volume_id: "pvc-unknown", capacity_range: { required_bytes: 256 * MiB } }),
+    ).rejects.toMatchObject({ code: status.NOT_FOUND });
+    await expect(
+      plugin.client.controller("ControllerExpandVolume", { volume_id: "vol-on-another-node", capacity_range: { required_bytes: 256 * MiB } }),
+    ).rejects.toMatchObject({ code: status.UNAVAILABLE, details: expect.stringMatching(/is not on node test-node/) });
+  });
+
   it("refuses to expand an integrity volume, saying why", async () => {
     const { volume } = await create("pvc-integrity", 64 * MiB, { integrity: "true" });
     await expect(
