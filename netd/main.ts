@@ -89,7 +89,8 @@ async function run(config: NetdConfig, logger: Logger): Promise<number> {
 async function status(config: NetdConfig): Promise<number> {
   const [host, port] = splitAddress(config.metricsAddress);
   const url = `http://${host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" ? "[::1]" : host}:${port}/status`;
-  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  // Generous: /status re-reads the WireGuard counters first, which a loaded node can take a while to do.
+  const response = await fetch(url, { signal: AbortSignal.timeout(30_000) });
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
   const body = (await response.json()) as AgentStatus;
   process.stdout.write(formatStatus(body, Math.floor(Date.now() / 1000)));
