@@ -43,6 +43,8 @@ export interface GuestPayload {
     fio?: FioResult;
     manyVolumes?: ManyVolumesResult;
     cipher?: CipherFigures;
+    /** How long each section took, for sizing the benchmark. */
+    sectionSeconds?: Record<string, number>;
   };
   readonly runtimeSeconds: number;
 }
@@ -83,7 +85,15 @@ async function main(): Promise<void> {
   const targets: Verdict[] = [];
   const notes: string[] = [];
   const raw: GuestPayload["raw"] = {};
+  const sectionSeconds: Record<string, number> = {};
   const wants = (section: string): boolean => PARAMETERS.sections.includes(section);
+  /** Runs a wanted section and records how long it took. */
+  const section = async (name: string, body: () => Promise<void>): Promise<void> => {
+    if (!wants(name)) return;
+    const begun = performance.now();
+    await body();
+    sectionSeconds[name] = Math.round((performance.now() - begun) / 100) / 10;
+  };
   try {
     const keyDir = await createKeyDir(join(root, "keys"));
     let coldStageP50 = Number.NaN;
@@ -94,7 +104,8 @@ async function main(): Promise<void> {
     }
     const [cloak, plain] = drivers;
 
-    if (wants("stage") && cloak && plain) {
+    await section("stage", async () => {
+      if (!cloak || !plain) throw new Error("the plugins did not start");
       progress("== stage latency: cold and warm, cloak vs plain");
       const stage = await measureStageLatency({
         drivers: [cloak, plain],
@@ -109,26 +120,27 @@ async function main(): Promise<void> {
       targets.push(judge({ id: "warmStageRatio", what: "warm stage, encrypted / plain (p50)", op: "<=", bound: 1.15, indicative }, ratios.warm));
       notes.push(...stageNotes(stage.samples));
       coldStageP50 = median(stage.samples.cold.cloak.map((s) => s.stage.clientMs));
-    }
+    });
 
-    if (wants("kdf")) {
+    await section("kdf", async () => {
       progress("== cold-stage KDF: cloak's pbkdf2 vs argon2id at cryptsetup's defaults");
       await mkdir(join(root, "kdf"));
       const kdf = await measureKdf({ run, dir: join(root, "kdf"), cloakSamples: PARAMETERS.kdfSamples, argonSamples: PARAMETERS.argonSamples, progress });
       raw.kdf = kdf;
       tables.push(kdfTable(kdf, coldStageP50, indicative));
       targets.push(judge({ id: "kdfSpeedup", what: "cold-stage format + open, argon2id / cloak's pbkdf2", op: ">=", bound: 5, unit: "×", indicative }, kdfSpeedup(kdf)));
-    }
+    });
 
-    if (wants("many") && cloak) {
+    await section("many", async () => {
+      if (!cloak) throw new Error("the plugin did not start");
       progress(`== ${PARAMETERS.manyVolumes} volumes staged back to back`);
       const many = await measureManyVolumes({ cloak, count: PARAMETERS.manyVolumes, volumeBytes: PARAMETERS.manyVolumeMiB * MiB, progress });
       raw.manyVolumes = many;
       tables.push(manyVolumesTable(many, indicative));
-    }
+    });
     for (const driver of drivers.splice(0)) await driver.stop();
 
-    if (wants("fio")) {
+    await section("fio", async () => {
       progress("== fio: raw loop vs dm-crypt vs dm-crypt with the workqueue bypass");
       await mkdir(join(root, "fio"));
       const fio = await measureFio({
@@ -147,12 +159,12 @@ async function main(): Promise<void> {
         targets.push(judge({ id: camel(id), what: `fio ${shape.shape}, dm-crypt / raw (MiB/s)`, op: ">=", bound: 0.9, indicative }, shape.encryptedOverRaw));
       }
       if (FIO_SHAPES.length !== summarizeFio(fio).length) throw new Error("a fio shape is missing from the summary");
-    }
+    });
 
-    if (wants("cipher")) {
+    await section("cipher", async () => {
       progress("== AES-256-XTS without a disk: the kernel's crypto API and OpenSSL");
       raw.cipher = await measureCipher(run);
-    }
+    });
 
     const payload: GuestPayload = {
       tier,
@@ -163,7 +175,7 @@ async function main(): Promise<void> {
       tables,
       targets,
       notes,
-      raw,
+      raw: { ...raw, sectionSeconds },
       runtimeSeconds: (performance.now() - started) / 1000,
     };
     emitGuestResult(payload);

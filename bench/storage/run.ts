@@ -14,6 +14,7 @@ import { renderResult, writeResult, type BenchResult } from "../lib/result.js";
 import { runInVm } from "../lib/vm.js";
 import { cipherTable, opensslCipherBenchmark, parseOpensslSpeed, type CipherFigures } from "./cipher.js";
 import type { GuestPayload } from "./guest.js";
+import { hostCommandsTable, measureHostCommands } from "./host-commands.js";
 
 /** The guest's RAM holds the fio file and every volume's written blocks (tmpfs). */
 const VM_MEM_MB = Number(process.env["CLOAK_BENCH_VM_MEM_MB"] ?? 3072);
@@ -25,6 +26,7 @@ async function main(): Promise<void> {
   const machine = await describeMachine();
   // The real CPU's cipher speed, for comparison with the guest's (measured before qemu runs).
   const hostCipher: CipherFigures = { ...optional("opensslMiBps", await hostOpensslMiBps(run)) };
+  const hostCommands = await measureHostCommands(run);
   const payload = await runInVm<GuestPayload>({
     memMb: VM_MEM_MB,
     timeoutSeconds: 3600,
@@ -43,7 +45,11 @@ async function main(): Promise<void> {
     versions: { ...payload.versions, ...hostVersions },
     parameters: { ...payload.parameters, vmMemMb: payload.tier === "vm" ? VM_MEM_MB : undefined, cryptoDriver: payload.cryptoDriver },
     runtimeSeconds: (performance.now() - started) / 1000,
-    tables: [...payload.tables, ...(payload.raw.cipher ? [cipherTable(payload.raw.cipher, payload.tier === "vm" ? hostCipher : undefined, payload.tier === "vm")] : [])],
+    tables: [
+      ...payload.tables,
+      ...(payload.raw.cipher ? [cipherTable(payload.raw.cipher, payload.tier === "vm" ? hostCipher : undefined, payload.tier === "vm")] : []),
+      ...(payload.tier === "vm" ? [hostCommandsTable(hostCommands, payload.raw.stage?.samples)] : []),
+    ],
     targets: payload.targets,
     notes: [
       ...(payload.tier === "vm"
@@ -55,7 +61,7 @@ async function main(): Promise<void> {
       `dm-crypt cipher implementation in the ${payload.tier === "vm" ? "guest" : "kernel"}: ${payload.cryptoDriver ? `${payload.cryptoDriver.driver} (${payload.cryptoDriver.module})` : "unknown"}`,
       ...payload.notes,
     ],
-    raw: { ...payload.raw, hostCipher, guestRuntimeSeconds: payload.runtimeSeconds },
+    raw: { ...payload.raw, hostCipher, hostCommands, guestRuntimeSeconds: payload.runtimeSeconds },
   };
   process.stdout.write(renderResult(result));
   const file = await writeResult(result);
