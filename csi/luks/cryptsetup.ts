@@ -76,11 +76,6 @@ export function luksClose(name: string): Command {
   return { file: CRYPTSETUP, args: ["close", name] };
 }
 
-/** `cryptsetup status` exits 4 for an inactive mapping: an answer, not a failure. */
-export function mappingStatus(name: string): Command {
-  return { file: CRYPTSETUP, args: ["status", name], okExitCodes: [CRYPTSETUP_EXIT.wrongDevice] };
-}
-
 /** Exits 1 for "not LUKS2": an answer, not a failure. */
 export function isLuks2(device: string): Command {
   return { file: CRYPTSETUP, args: ["isLuks", "--type", LUKS_FORMAT.type, device], okExitCodes: [1] };
@@ -98,38 +93,4 @@ export function resize(name: string, passphrase: Buffer): Command {
 
 export function version(): Command {
   return { file: CRYPTSETUP, args: ["--version"], timeoutMs: 10_000 };
-}
-
-export interface MappingStatus {
-  readonly active: boolean;
-  /** The backing device, e.g. /dev/loop3. */
-  readonly device?: string;
-  readonly type?: string;
-  readonly cipher?: string;
-}
-
-/**
- * Parses `cryptsetup status <name>`:
- *   /dev/mapper/cloak-vol1 is active and is in use.
- *     type:    LUKS2
- *     cipher:  aes-xts-plain64
- *     device:  /dev/loop3
- */
-export function parseMappingStatus(exitCode: number, stdout: string): MappingStatus {
-  if (exitCode !== 0) return { active: false };
-  const fields = new Map<string, string>();
-  for (const line of stdout.split("\n")) {
-    const match = /^\s+([a-z ]+):\s+(.*)$/.exec(line);
-    if (match?.[1] && match[2] !== undefined) fields.set(match[1].trim(), match[2].trim());
-  }
-  return {
-    active: true,
-    ...optional("device", fields.get("device")),
-    ...optional("type", fields.get("type")),
-    ...optional("cipher", fields.get("cipher")),
-  };
-}
-
-function optional<K extends string>(key: K, value: string | undefined): Partial<Record<K, string>> {
-  return value === undefined ? {} : ({ [key]: value } as Record<K, string>);
 }

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
@@ -75,12 +76,6 @@ export class LuksDevices {
     }
   }
 
-  async status(name: string, signal: Signal): Promise<cryptsetup.MappingStatus> {
-    if (!(await deviceMapperLoaded())) return { active: false };
-    const result = await this.options.run(cryptsetup.mappingStatus(name), { signal });
-    return cryptsetup.parseMappingStatus(result.exitCode, result.stdout);
-  }
-
   async close(name: string, signal: Signal): Promise<void> {
     try {
       await this.options.run(cryptsetup.luksClose(name), { signal });
@@ -131,12 +126,37 @@ export function mapperPath(volumeId: string): string {
   return `/dev/mapper/${mapperName(volumeId)}`;
 }
 
+export interface MappingStatus {
+  readonly active: boolean;
+  /** The device under the mapping, e.g. /dev/loop3. */
+  readonly device?: string;
+}
+
 /**
- * Without device-mapper in the kernel no mapping can exist, and cryptsetup could not even be
- * asked (it fails to initialise). The kernel loads dm on first use, which is also before the
- * first mapping, so "not loaded" reliably means "nothing open".
+ * Whether the mapping `name` exists, and on which device. Read from sysfs rather than asked
+ * of `cryptsetup status`: the answer is the same, and every stage and unstage asks. Finds a
+ * device-mapper device by name in /sys/block/dm-N/dm/name and its backing device in
+ * /sys/block/dm-N/slaves/. Works without udev and without device-mapper loaded (then there
+ * are no dm-N entries, and nothing can be open).
  */
-async function deviceMapperLoaded(): Promise<boolean> {
-  const misc = await readFile("/proc/misc", "utf8").catch(() => "");
-  return /\sdevice-mapper$/m.test(misc);
+export async function mappingStatus(name: string, sysBlock = "/sys/block"): Promise<MappingStatus> {
+  const entries = await readdir(sysBlock).catch(() => [] as string[]);
+  for (const entry of entries.filter((e) => e.startsWith("dm-"))) {
+    const found = (await readFile(join(sysBlock, entry, "dm", "name"), "utf8").catch(() => "")).trim();
+    if (found !== name) continue;
+    const device = await bottomDevice(sysBlock, entry);
+    return device === undefined ? { active: true } : { active: true, device: `/dev/${device}` };
+  }
+  return { active: false };
+}
+
+/**
+ * The device at the bottom of a dm stack: an integrity volume's crypt mapping sits on its
+ * dm-integrity mapping (`<name>_dif`), which sits on the disk.
+ */
+async function bottomDevice(sysBlock: string, entry: string): Promise<string | undefined> {
+  const slaves = await readdir(join(sysBlock, entry, "slaves")).catch(() => [] as string[]);
+  const [slave] = slaves;
+  if (slaves.length !== 1 || slave === undefined) return undefined;
+  return slave.startsWith("dm-") ? bottomDevice(sysBlock, slave) : slave;
 }

@@ -19,8 +19,10 @@ export async function firstNonZeroByte(device: string, size: number): Promise<nu
     for (const { start, length } of regions) {
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, start);
-      const index = buffer.subarray(0, bytesRead).findIndex((byte) => byte !== 0);
-      if (index >= 0) return start + index;
+      const read = buffer.subarray(0, bytesRead);
+      // Comparing whole buffers is native code; only a region with data is scanned byte by byte.
+      if (read.equals(Buffer.alloc(bytesRead))) continue;
+      return start + read.findIndex((byte) => byte !== 0);
     }
     return undefined;
   } finally {

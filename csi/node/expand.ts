@@ -3,7 +3,7 @@ import type { Runner } from "../../lib/exec.js";
 import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError, NotFoundError, OutOfRangeError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
-import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import * as blkid from "../tools/blkid.js";
 import * as blockdev from "../tools/blockdev.js";
 import { growFilesystem, isFilesystem } from "../tools/mkfs.js";
@@ -27,7 +27,7 @@ export async function expandVolume(
 ): Promise<number> {
   const { volumeId, volumePath, signal, log } = request;
   const name = mapperName(volumeId);
-  const mapping = await deps.luks.status(name, signal);
+  const mapping = await mappingStatus(name);
   if (!mapping.active || !mapping.device) throw new NotFoundError(`volume ${volumeId} is not staged on this node`);
   const info = await stat(volumePath).catch(() => undefined);
   if (!info) throw new NotFoundError(`${volumePath} does not exist`);

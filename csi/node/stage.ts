@@ -4,7 +4,7 @@ import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint } from "../failpoints.js";
-import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import * as blkid from "../tools/blkid.js";
 import * as blockdev from "../tools/blockdev.js";
 import { growFilesystem, implicitMountOptions, isFilesystem, mkfs, type Filesystem } from "../tools/mkfs.js";
@@ -44,7 +44,7 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
   failpoint("stage:after-attach");
 
   const name = mapperName(volumeId);
-  const mapping = await deps.luks.status(name, signal);
+  const mapping = await mappingStatus(name);
   const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
   const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
   let plan = planDevice(probe, nonZero);
@@ -102,6 +102,27 @@ async function mountStaged(
   }
 
   const wanted = (request.access.kind === "mount" ? request.access.fsType : undefined) ?? request.contextFsType;
+  await mkdir(stagingPath, { recursive: true });
+  const mount = async (fsType: Filesystem): Promise<void> => {
+    const flags = request.access.kind === "mount" ? request.access.mountFlags : [];
+    const readOnly = request.access.mode === "SINGLE_NODE_READER_ONLY" ? ["ro"] : [];
+    const options = [...implicitMountOptions(fsType), ...readOnly, ...flags];
+    await deps.run(mountFilesystem({ device: decrypted, target: stagingPath, fsType, options }), { signal });
+    log.info({ mapper: volume.name, stagingPath }, "mounted");
+    failpoint("stage:after-mount");
+  };
+
+  // The common case, a volume in use staged again: mount the filesystem it is known to have.
+  // mount writes nothing, so this cannot format anything; if it fails, the probe below says why.
+  if (volume.label === "in-use" && wanted !== undefined) {
+    try {
+      await mount(wanted);
+      return;
+    } catch (err) {
+      log.info({ err: err instanceof Error ? err.message : String(err) }, "mount of the expected filesystem failed; probing the volume");
+    }
+  }
+
   const probe = blkid.parseProbe(await deps.run(blkid.probe(decrypted), { signal }));
   const plan = planFilesystem(probe, volume.label, wanted);
   if (plan.action === "refuse") throw new FailedPreconditionError(`volume ${request.volumeId}: ${plan.reason}`);
@@ -118,16 +139,7 @@ async function mountStaged(
     label = "in-use";
   }
   failpoint("stage:after-label");
-
-  await mkdir(stagingPath, { recursive: true });
-  const flags = request.access.kind === "mount" ? request.access.mountFlags : [];
-  const readOnly = request.access.mode === "SINGLE_NODE_READER_ONLY" ? ["ro"] : [];
-  await deps.run(
-    mountFilesystem({ device: decrypted, target: stagingPath, fsType: plan.fsType, options: [...implicitMountOptions(plan.fsType), ...readOnly, ...flags] }),
-    { signal },
-  );
-  log.info({ mapper: volume.name, stagingPath }, "mounted");
-  failpoint("stage:after-mount");
+  await mount(plan.fsType);
   await settleLabel(deps, request, { device: volume.device, label }, plan.fsType);
 }
 
@@ -164,7 +176,7 @@ export async function unstageVolume(
 ): Promise<void> {
   const { volumeId, stagingPath, signal, log } = request;
   const name = mapperName(volumeId);
-  const mapping = await deps.luks.status(name, signal);
+  const mapping = await mappingStatus(name);
   if (mapping.active) {
     const mounted = await topMountAt(stagingPath);
     if (mounted && mounted.device === (await deviceNumber(mapperPath(volumeId)))) {

@@ -2,7 +2,7 @@ import { stat, statfs } from "node:fs/promises";
 import type { Runner } from "../../lib/exec.js";
 import { NotFoundError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
-import { type LuksDevices, mapperName, mapperPath } from "../luks/luks-device.js";
+import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import * as blockdev from "../tools/blockdev.js";
 import type { NodeGetVolumeStatsResponse } from "../../proto/gen/csi/v1/NodeGetVolumeStatsResponse.js";
 import { deviceNumber, topMountAt } from "./mounts.js";
@@ -25,7 +25,7 @@ export async function volumeStats(
 ): Promise<NodeGetVolumeStatsResponse> {
   const { volumeId, volumePath, signal } = request;
   const name = mapperName(volumeId);
-  const [mapping, info] = await Promise.all([deps.luks.status(name, signal), stat(volumePath).catch(() => undefined)]);
+  const [mapping, info] = await Promise.all([mappingStatus(name), stat(volumePath).catch(() => undefined)]);
   if (!info) throw new NotFoundError(`${volumePath} does not exist`);
   const mounted = await topMountAt(volumePath);
   if (!mapping.active) {
