@@ -67,7 +67,8 @@ test-host: deps build
 	vitest run --project host
 
 test-vm: deps build vm-kernel
-	test/vm/run.sh -- npm run --silent test:vm-inner
+	# One boot for the whole tier: CSI (about 10 min) and netd (about 20 min) on the emulated CPU.
+	test/vm/run.sh --timeout 4800 -- npm run --silent test:vm-inner
 
 # Everything CI runs. Component makefiles add their suites to TEST_SUITES.
 TEST_SUITES := test-unit test-host test-vm

@@ -8,6 +8,6 @@ sanity-tool:
 	@scripts/go-install-cached.sh github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity $(CSI_SANITY_VERSION) csi-sanity >/dev/null
 
 sanity: deps build vm-kernel sanity-tool
-	test/vm/run.sh -- test/sanity/run.sh $(CACHE_DIR)/bin/csi-sanity-$(CSI_SANITY_VERSION)
+	test/vm/run.sh --timeout 2400 -- test/sanity/run.sh $(CACHE_DIR)/bin/csi-sanity-$(CSI_SANITY_VERSION)
 
 TEST_SUITES += sanity
