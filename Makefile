@@ -66,8 +66,8 @@ test-unit: gen
 test-host: deps build
 	vitest run --project host
 
+# One boot for the whole tier: CSI (about 10 min) and netd (about 20 min) on the emulated CPU.
 test-vm: deps build vm-kernel
-	# One boot for the whole tier: CSI (about 10 min) and netd (about 20 min) on the emulated CPU.
 	test/vm/run.sh --timeout 4800 -- npm run --silent test:vm-inner
 
 # Everything CI runs. Component makefiles add their suites to TEST_SUITES.
