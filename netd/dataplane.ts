@@ -116,9 +116,11 @@ export class Dataplane {
   async apply(plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
     const { runner, iface, table } = this.o;
 
-    // Strict rules first: nothing may leave in plain text while peers are being set up.
+    // Both reads at once (they are independent); then strict rules first: nothing may leave in
+    // plain text while peers are being set up.
+    const [tableResult, live] = await Promise.all([runner(nft.listTable(this.o.nftTable)), this.readDevice()]);
     let strictChanged = false;
-    const liveTable = nft.parseListTable(await runner(nft.listTable(this.o.nftTable)));
+    const liveTable = nft.parseListTable(tableResult);
     if (strict && plan.strict) {
       const rules = { table: this.o.nftTable, iface, ...plan.strict };
       if (!nft.isCurrent(liveTable, rules)) {
@@ -130,7 +132,6 @@ export class Dataplane {
       strictChanged = true;
     }
 
-    const live = await this.readDevice();
     const change = diffDevice(live, {
       publicKey: keys.publicKey,
       privateKeyFile: keys.file,

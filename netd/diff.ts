@@ -24,7 +24,7 @@ export function diffDevice(live: LiveDevice, want: DeviceWant): DeviceChange {
   const losing: PeerChange[] = [];
   for (const peer of want.peers) {
     const current = livePeers.get(peer.publicKey);
-    const currentIPs = new Set((current?.allowedIPs ?? []).map((p) => parsePrefix(p).text));
+    const currentIPs = canonicalSet(current?.allowedIPs ?? [], peer.allowedIPs);
     const same =
       current !== undefined &&
       current.endpoint === peer.endpoint &&
@@ -53,6 +53,17 @@ export function diffDevice(live: LiveDevice, want: DeviceWant): DeviceChange {
     ...(live.fwmark !== want.fwmark ? { fwmark: want.fwmark } : {}),
     peers: [...gaining, ...losing, ...removals],
   };
+}
+
+/**
+ * The live allowed-ips as canonical prefixes. `wg` prints them canonically, so when the text
+ * already matches the planner's (canonical) list the parse is skipped: with thousands of peers
+ * parsing every live prefix on every reconcile was most of a reconcile's time.
+ */
+function canonicalSet(live: readonly string[], wanted: readonly string[]): Set<string> {
+  const raw = new Set(live);
+  if (raw.size === wanted.length && wanted.every((p) => raw.has(p))) return raw;
+  return new Set(live.map((p) => parsePrefix(p).text));
 }
 
 /** Routes in netd's table: add what is missing, delete what no peer has any more. */
