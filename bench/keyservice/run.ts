@@ -6,10 +6,11 @@
  */
 import { spawn } from "node:child_process";
 import { openSync, closeSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { cpus, hostname, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
+import { resultFileName, resultFilesOf, resultsDir } from "../lib/result.js";
 import { cloakEntry, runCloak } from "../../test/keyservice-harness/index.js";
 import type { LoadResult } from "./load.js";
 
@@ -127,10 +128,13 @@ async function main(): Promise<void> {
       loadAverage: loadavg(),
       runs,
     };
-    const resultsDir = join(packageRoot(), "bench", "results");
-    await mkdir(resultsDir, { recursive: true });
-    const file = join(resultsDir, `keyservice-${now.toISOString().replace(/[:.]/g, "-")}.json`);
+    const outDir = resultsDir();
+    await mkdir(outDir, { recursive: true });
+    const file = join(outDir, resultFileName("keyservice", now.toISOString()));
     await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+    // Only the latest result is kept, as for every benchmark (bench/lib/result.ts).
+    const older = resultFilesOf("keyservice", await readdir(outDir)).filter((name) => join(outDir, name) !== file);
+    for (const name of older) await rm(join(outDir, name));
     process.stdout.write(`wrote ${file}\n`);
   } finally {
     for (const server of servers) await server.stop();
