@@ -37,10 +37,10 @@ async function main(): Promise<void> {
   const setupSeconds = (performance.now() - started) / 1000;
   try {
     const throughput = await measureThroughput(mesh, {
-      seconds: intFromEnv("CLOAK_BENCH_NETD_VM_SECONDS", 4),
+      seconds: intFromEnv("CLOAK_BENCH_NETD_VM_SECONDS", 5),
       omitSeconds: 1,
-      sweepRounds: intFromEnv("CLOAK_BENCH_NETD_VM_SWEEP_ROUNDS", 1),
-      rounds: intFromEnv("CLOAK_BENCH_NETD_VM_ROUNDS", 3),
+      sweepRounds: intFromEnv("CLOAK_BENCH_NETD_VM_SWEEP_ROUNDS", 2),
+      rounds: intFromEnv("CLOAK_BENCH_NETD_VM_ROUNDS", 5),
       progress,
     });
     const payload: GuestPayload = { tier, guest: await describeMachine(), versions, throughput, setupSeconds, runtimeSeconds: (performance.now() - started) / 1000 };

@@ -154,4 +154,20 @@ describe("a tampered header", () => {
     await fx.unpublish(id);
     await fx.unstage(id);
   });
+
+  it("a decrypted device that died under a published volume makes its condition abnormal", async () => {
+    const id = "vol-dead-mapping";
+    await fx.newVolume(id);
+    await fx.stage(id);
+    const target = await fx.publish(id);
+    // What a failed or forcibly removed mapping looks like to its users: every I/O fails.
+    await run({ file: "dmsetup", args: ["wipe_table", `cloak-${id}`] });
+    const stats = await fx.node("NodeGetVolumeStats", { volume_id: id, volume_path: target });
+    expect(stats.volume_condition).toEqual({ abnormal: true, message: expect.stringMatching(/decrypted device is open on nothing/) });
+    await run({ file: "umount", args: ["-l", target] });
+    await run({ file: "umount", args: ["-l", fx.stagingPath(id)] });
+    await run({ file: "dmsetup", args: ["remove", "--force", `cloak-${id}`] });
+    await fx.unpublish(id);
+    await fx.unstage(id);
+  });
 });
