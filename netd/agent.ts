@@ -1,4 +1,4 @@
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Node } from "@kubernetes/client-node";
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from "@kubernetes/client-node";
 import type { Runner } from "../lib/exec.js";
 import type { Logger } from "../lib/log.js";
 import { parsePrefix, type Family } from "./cidr.js";
@@ -46,7 +46,9 @@ export interface AgentStatus {
 /**
  * The daemon: key, node watch, reconcile loop. Reconciles run one at a time; events that
  * arrive during one mark it dirty and it runs once more, so a burst of changes costs one
- * extra pass, not one per event. A stop leaves the interface, peers and routes in place.
+ * extra pass, not one per event. A Node event is applied as a delta from the last reconcile
+ * (nothing read back); a start, a relist, the periodic resync, a key rotation and a retry
+ * compare with the live state. A stop leaves the interface, peers and routes in place.
  */
 export class Agent {
   private keys: KeyPair | undefined;
@@ -55,6 +57,8 @@ export class Agent {
   private device: LiveDevice | undefined;
   private running: Promise<void> | undefined;
   private dirty = false;
+  /** The next reconcile compares with the live state (set by anything but a watch event). */
+  private fullPending = true;
   private stopped = false;
   private lastReconcile: Date | undefined;
   private lastError: string | undefined;
@@ -62,7 +66,7 @@ export class Agent {
   private readonly timers: NodeJS.Timeout[] = [];
   private retry: NodeJS.Timeout | undefined;
   private readonly dataplane: Dataplane;
-  private readonly watch: NodeWatch;
+  private readonly watch: NodeWatch<NodeInfo>;
   private readonly api: CoreV1Api;
   private readonly log: Logger;
 
@@ -86,6 +90,8 @@ export class Agent {
     this.watch = new NodeWatch({
       kubeConfig: o.kubeConfig,
       logger: this.log,
+      // The watch reads each Node once, when it changes: one event re-reads one Node, not all.
+      project: nodeInfo,
       onChange: (nodes, reason) => this.onNodes(nodes, reason),
       onError: () => o.metrics.apiErrors.inc(),
     });
@@ -154,27 +160,16 @@ export class Agent {
     };
   }
 
-  private onNodes(nodes: ReadonlyMap<string, V1Node>, reason: string): void {
-    // The watch replaces a Node's object when it changes, so the object is the cache key: one
-    // event re-reads one Node, not all of them (at 5 000 nodes that was 60 ms per event).
-    this.nodes = new Map([...nodes.values()].map((n) => this.infoOf(n)).map((n) => [n.name, n]));
-    this.schedule(reason);
-  }
-
-  private infoCache = new WeakMap<V1Node, NodeInfo>();
-
-  private infoOf(node: V1Node): NodeInfo {
-    let info = this.infoCache.get(node);
-    if (!info) {
-      info = nodeInfo(node);
-      this.infoCache.set(node, info);
-    }
-    return info;
+  private onNodes(nodes: ReadonlyMap<string, NodeInfo>, reason: string): void {
+    // A copy: the watch goes on changing its map while a reconcile plans from this one.
+    this.nodes = new Map(nodes);
+    this.schedule(reason, reason === "list" ? "full" : "delta");
   }
 
   /** Runs a reconcile now, or once more after the one in progress. */
-  schedule(reason: string): void {
+  schedule(reason: string, mode: "full" | "delta" = "full"): void {
     if (this.stopped) return;
+    if (mode === "full") this.fullPending = true;
     if (this.running) {
       this.dirty = true;
       return;
@@ -220,10 +215,17 @@ export class Agent {
         strict: c.strict,
         strictCIDRs: c.strictCIDRs,
       });
-      const result = await this.dataplane.apply(next, { ...keys, file: c.keyFile }, c.strict);
+      const mode = this.fullPending ? "full" : "delta";
+      this.fullPending = false;
+      const result = await this.dataplane.apply(next, { ...keys, file: c.keyFile }, c.strict, mode);
       this.current = next;
-      this.device = result.device;
-      this.observe();
+      if (result.device) {
+        this.device = result.device;
+        this.observe();
+      } else {
+        // A delta read nothing back; the statistics follow at once, off the change's path.
+        setImmediate(() => void this.refreshStats());
+      }
       this.reportFindings(next);
       const changed = result.peersChanged + result.routesChanged + result.rulesChanged > 0 || result.strictChanged || result.keyChanged;
       this.log[changed ? "info" : "debug"](
@@ -235,6 +237,7 @@ export class Agent {
           rulesChanged: result.rulesChanged,
           strictChanged: result.strictChanged,
           keyChanged: result.keyChanged,
+          mode: result.mode,
           mtu,
         },
         changed ? "applied changes" : "in sync",
@@ -245,6 +248,7 @@ export class Agent {
     } catch (err) {
       m.reconcileErrors.inc();
       this.lastError = (err as Error).message;
+      this.fullPending = true;
       this.log.error({ reason, err: this.lastError }, "reconcile failed; retrying");
       // Retry soon, not only at the next resync.
       clearTimeout(this.retry);

@@ -55,6 +55,15 @@ export const DEFAULTS = {
   wireguardGo: "wireguard-go",
 } as const;
 
+/**
+ * The V8 flags netd runs with: the DaemonSet sets them as NODE_OPTIONS, and the test harness
+ * and bench-netd run netd with them too. A 1 MiB young generation instead of V8's 16 MiB:
+ * netd allocates in bursts (a list and a full program at thousands of nodes) and V8 keeps a
+ * young generation it has grown. bench-netd measured netd's peak RSS at 5 000 nodes going from
+ * 373 to 240 MB with it, at no cost in time it could measure.
+ */
+export const NODE_OPTIONS = "--max-semi-space-size=1";
+
 export const USAGE = `usage: cloak netd <command> [flags]
 
 commands:

@@ -15,10 +15,17 @@ class FakeKernel {
   routes = new Set<string>();
   rules = 0;
   writes: string[] = [];
+  reads = 0;
+  failNextWrite = false;
 
   runner: Runner = async (c: Command): Promise<CommandResult> => {
     const argv = [c.file, ...c.args].join(" ");
     const ok = (stdout = ""): CommandResult => ({ exitCode: 0, stdout, stderr: "" });
+    if (/ (show|list) /.test(` ${c.args.join(" ")} `)) this.reads++;
+    else if (this.failNextWrite) {
+      this.failNextWrite = false;
+      throw new Error(`${c.file} failed`);
+    }
     if (argv.startsWith("nft -j list")) return { exitCode: 1, stdout: "", stderr: "Error: No such file or directory" };
     if (argv.startsWith("wg show")) {
       const peers = [...this.peers].map(([k, ips]) => `${k}\t(none)\t192.0.2.1:51872\t${ips.join(",") || "(none)"}\t0\t0\t0\toff`);
@@ -112,5 +119,57 @@ describe("Dataplane.apply", () => {
     await dataplane(k).apply(planFor(2500), keys, false);
     expect(k.writes.filter((w) => w === "wg set w0")).toHaveLength(3);
     expect(k.peers.size).toBe(2500);
+  });
+});
+
+describe("Dataplane.apply, delta", () => {
+  it.each([10, 2500])("one added node among %i after a full apply reads nothing back: one wg set, one ip batch", async (n) => {
+    const k = new FakeKernel();
+    const d = dataplane(k);
+    await d.apply(planFor(n), keys, false);
+    k.writes = [];
+    k.reads = 0;
+    const r = await d.apply(planFor(n + 1), keys, false, "delta");
+    expect({ writes: k.writes, reads: k.reads, mode: r.mode, device: r.device }).toEqual({ writes: ["wg set w0", "ip -batch 1"], reads: 0, mode: "delta", device: undefined });
+    expect(k.peers.size).toBe(n + 1);
+    expect(k.routes.size).toBe(n + 1);
+  });
+
+  it("a removed node loses its peer and route", async () => {
+    const k = new FakeKernel();
+    const d = dataplane(k);
+    await d.apply(planFor(5), keys, false);
+    await d.apply(planFor(4), keys, false, "delta");
+    expect([k.peers.size, k.routes.size]).toEqual([4, 4]);
+  });
+
+  it("with nothing applied before, compares with the live state", async () => {
+    const k = new FakeKernel();
+    await dataplane(k).apply(planFor(3), keys, false);
+    const r = await dataplane(k).apply(planFor(3), keys, false, "delta");
+    expect(r.mode).toBe("full");
+  });
+
+  it("after a failed apply, compares with the live state", async () => {
+    const k = new FakeKernel();
+    const d = dataplane(k);
+    await d.apply(planFor(3), keys, false);
+    k.failNextWrite = true;
+    await expect(d.apply(planFor(4), keys, false, "delta")).rejects.toThrow(/failed/);
+    const r = await d.apply(planFor(4), keys, false, "delta");
+    expect(r.mode).toBe("full");
+    expect(k.peers.size).toBe(4);
+  });
+
+  it("a peer removed behind netd's back stays gone after a delta and is restored by the next full apply", async () => {
+    const k = new FakeKernel();
+    const d = dataplane(k);
+    await d.apply(planFor(3), keys, false);
+    k.peers.delete("K1=");
+    await d.apply(planFor(3), keys, false, "delta");
+    expect(k.peers.has("K1=")).toBe(false);
+    const r = await d.apply(planFor(3), keys, false, "full");
+    expect(r.peersChanged).toBe(1);
+    expect(k.peers.has("K1=")).toBe(true);
   });
 });

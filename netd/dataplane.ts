@@ -39,7 +39,17 @@ export interface ApplyResult {
   readonly rulesChanged: number;
   readonly strictChanged: boolean;
   readonly keyChanged: boolean;
-  readonly device: wg.LiveDevice;
+  /** The device as read from WireGuard; undefined after a delta apply, which reads nothing. */
+  readonly device: wg.LiveDevice | undefined;
+  /** "delta": compared with what the last apply left; "full": with the live state. */
+  readonly mode: "full" | "delta";
+}
+
+/** What a successful apply left live, as netd set it. */
+interface Applied {
+  readonly plan: Plan;
+  readonly publicKey: string;
+  readonly strict: boolean;
 }
 
 /** The two rules (IPv4, IPv6): everything but WireGuard's own marked packets consults netd's table. */
@@ -56,6 +66,12 @@ export function desiredRules(o: Pick<DataplaneOptions, "fwmark" | "fwmask" | "ta
 
 export class Dataplane {
   private implementationInUse: Implementation | undefined;
+  /**
+   * Set after each successful apply, cleared when one starts: a delta apply compares with it
+   * instead of reading thousands of peers and routes back (Calico's delta sync does the same).
+   * Whatever changes the live state behind netd's back is repaired by the next full apply.
+   */
+  private applied: Applied | undefined;
 
   constructor(private readonly o: DataplaneOptions) {}
 
@@ -112,25 +128,72 @@ export class Dataplane {
     return wg.parseDump((await this.o.runner(wg.showDump(this.o.iface))).stdout);
   }
 
-  /** Brings everything live in line with the plan, touching only what differs. */
-  async apply(plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
+  /**
+   * Brings everything live in line with the plan, touching only what differs. `delta` compares
+   * with what the last apply left instead of the live state, when there was one: a Node event
+   * then costs one `wg set` and one `ip -batch`, whatever the cluster's size.
+   */
+  async apply(plan: Plan, keys: KeyPair & { file: string }, strict: boolean, mode: "full" | "delta" = "full"): Promise<ApplyResult> {
+    const base = mode === "delta" ? this.applied : undefined;
+    // Cleared first: an apply that fails half-way leaves the next one to read the live state.
+    this.applied = undefined;
+    const result = base ? await this.applyDelta(base, plan, keys, strict) : await this.applyFull(plan, keys, strict);
+    this.applied = { plan, publicKey: keys.publicKey, strict: strict && plan.strict !== undefined };
+    return result;
+  }
+
+  private async applyDelta(base: Applied, plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
+    const { runner, iface, table } = this.o;
+    let strictChanged = false;
+    const wantStrict = strict && plan.strict !== undefined;
+    if (wantStrict !== base.strict || (wantStrict && JSON.stringify(plan.strict) !== JSON.stringify(base.plan.strict))) {
+      await this.applyStrict(plan, strict, wantStrict || base.strict);
+      strictChanged = true;
+    }
+    const previous: wg.LiveDevice = {
+      publicKey: base.publicKey,
+      listenPort: this.o.listenPort,
+      fwmark: this.o.fwmark,
+      peers: base.plan.peers.map((p) => ({ ...p, latestHandshake: 0, rxBytes: 0, txBytes: 0 })),
+    };
+    const change = diffDevice(previous, { publicKey: keys.publicKey, privateKeyFile: keys.file, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: plan.peers });
+    await this.setPeers(change);
+    const routeChanges = diffRoutes(base.plan.routes.map((dst) => ({ dst, dev: iface })), plan.routes, iface, table);
+    if (routeChanges.length > 0) await runner(ip.routeBatch(routeChanges));
+    return {
+      peersChanged: change.peers.length,
+      routesChanged: routeChanges.length,
+      rulesChanged: 0,
+      strictChanged,
+      keyChanged: change.privateKeyFile !== undefined,
+      device: undefined,
+      mode: "delta",
+    };
+  }
+
+  /** Strict rules: replaced when wanted (nothing leaves in plain text meanwhile), else deleted if `present`. */
+  private async applyStrict(plan: Plan, strict: boolean, present: boolean): Promise<void> {
+    if (strict && plan.strict) await this.o.runner(nft.replaceTable({ table: this.o.nftTable, iface: this.o.iface, ...plan.strict }));
+    else if (present) await this.o.runner(nft.deleteTable(this.o.nftTable));
+  }
+
+  /** One `wg set` per change set, split so that argv stays far below ARG_MAX, order kept. */
+  private async setPeers(change: wg.DeviceChange): Promise<void> {
+    for (let i = 0; i === 0 || i < change.peers.length; i += MAX_PEERS_PER_SET) {
+      const part = i === 0 ? { ...change, peers: change.peers.slice(0, MAX_PEERS_PER_SET) } : { peers: change.peers.slice(i, i + MAX_PEERS_PER_SET) };
+      if (!wg.isEmptyChange(part)) await this.o.runner(wg.set(this.o.iface, part));
+    }
+  }
+
+  private async applyFull(plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
     const { runner, iface, table } = this.o;
 
     // Both reads at once (they are independent); then strict rules first: nothing may leave in
     // plain text while peers are being set up.
     const [tableResult, live] = await Promise.all([runner(nft.listTable(this.o.nftTable)), this.readDevice()]);
-    let strictChanged = false;
     const liveTable = nft.parseListTable(tableResult);
-    if (strict && plan.strict) {
-      const rules = { table: this.o.nftTable, iface, ...plan.strict };
-      if (!nft.isCurrent(liveTable, rules)) {
-        await runner(nft.replaceTable(rules));
-        strictChanged = true;
-      }
-    } else if (liveTable) {
-      await runner(nft.deleteTable(this.o.nftTable));
-      strictChanged = true;
-    }
+    const strictChanged = strict && plan.strict ? !nft.isCurrent(liveTable, { table: this.o.nftTable, iface, ...plan.strict }) : liveTable !== undefined;
+    if (strictChanged) await this.applyStrict(plan, strict, true);
 
     const change = diffDevice(live, {
       publicKey: keys.publicKey,
@@ -139,12 +202,7 @@ export class Dataplane {
       fwmark: this.o.fwmark,
       peers: plan.peers,
     });
-    // One `wg set` per change set; a first sync of thousands of peers is split so that argv
-    // stays far below the kernel's limit (ARG_MAX), keeping the gainers-first order.
-    for (let i = 0; i === 0 || i < change.peers.length; i += MAX_PEERS_PER_SET) {
-      const part = i === 0 ? { ...change, peers: change.peers.slice(0, MAX_PEERS_PER_SET) } : { peers: change.peers.slice(i, i + MAX_PEERS_PER_SET) };
-      if (!wg.isEmptyChange(part)) await runner(wg.set(iface, part));
-    }
+    await this.setPeers(change);
 
     const liveRoutes = [
       ...ip.parseRouteShow(await runner(ip.routeShow(4, table))),
@@ -168,6 +226,7 @@ export class Dataplane {
       strictChanged,
       keyChanged: change.privateKeyFile !== undefined,
       device: wg.isEmptyChange(change) ? live : await this.readDevice(),
+      mode: "full",
     };
   }
 

@@ -5,21 +5,33 @@ import type { Logger } from "../lib/log.js";
  * List + watch of Node objects that never gives up: on 410 Gone (or any failure) it lists
  * again, backing off while the API server is away. Whoever uses it keeps acting on the last
  * good set; nothing is forgotten just because the API server cannot be reached.
+ *
+ * It keeps only `project(node)` of each Node, never the object: a real Node carries its image
+ * list and conditions (often tens of KB), which at thousands of nodes would be most of the
+ * agent's memory. For the same reason it lists in pages, as client-go's reflector does, so
+ * that a whole cluster's Node objects are never in memory at once.
  */
 
-export interface NodeWatchOptions {
+/** Nodes per list request: client-go's reflector default. */
+export const LIST_PAGE_SIZE = 500;
+
+export interface NodeWatchOptions<T> {
   readonly kubeConfig: KubeConfig;
   readonly logger: Logger;
+  /** What is kept of each Node; called once per version of a Node object. */
+  readonly project: (node: V1Node) => T;
   /** Called with the whole set after every (re-)list and after each watch event. */
-  readonly onChange: (nodes: ReadonlyMap<string, V1Node>, reason: string) => void;
+  readonly onChange: (nodes: ReadonlyMap<string, T>, reason: string) => void;
   /** Called when the API server cannot be reached (for metrics); the watch keeps retrying. */
   readonly onError?: (err: unknown) => void;
+  /** Nodes per list request; default LIST_PAGE_SIZE. */
+  readonly pageSize?: number;
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
 }
 
-export class NodeWatch {
-  private nodes = new Map<string, V1Node>();
+export class NodeWatch<T> {
+  private nodes = new Map<string, T>();
   private resourceVersion: string | undefined;
   private stopped = false;
   private abort: AbortController | undefined;
@@ -31,7 +43,7 @@ export class NodeWatch {
   /** Set once a list has succeeded: until then, callers have nothing trustworthy. */
   synced = false;
 
-  constructor(private readonly o: NodeWatchOptions) {
+  constructor(private readonly o: NodeWatchOptions<T>) {
     this.api = o.kubeConfig.makeApiClient(CoreV1Api);
     this.watch = new Watch(o.kubeConfig);
     this.backoffMs = o.minBackoffMs ?? 500;
@@ -73,9 +85,18 @@ export class NodeWatch {
   }
 
   private async list(): Promise<void> {
-    const list = await this.api.listNode();
-    this.nodes = new Map(list.items.map((n) => [n.metadata?.name ?? "", n]));
-    this.resourceVersion = list.metadata?.resourceVersion ?? "";
+    const nodes = new Map<string, T>();
+    let page: string | undefined;
+    let resourceVersion: string;
+    do {
+      // An expired continue token answers 410 Gone, and run() then lists again from the start.
+      const list = await this.api.listNode({ limit: this.o.pageSize ?? LIST_PAGE_SIZE, _continue: page });
+      for (const n of list.items) nodes.set(n.metadata?.name ?? "", this.o.project(n));
+      resourceVersion = list.metadata?.resourceVersion ?? "";
+      page = list.metadata?._continue || undefined;
+    } while (page !== undefined);
+    this.nodes = nodes;
+    this.resourceVersion = resourceVersion;
     this.synced = true;
     this.o.onChange(this.nodes, "list");
   }
@@ -95,7 +116,7 @@ export class NodeWatch {
           return;
         }
         if (type === "DELETED") this.nodes.delete(name);
-        else if (type === "ADDED" || type === "MODIFIED") this.nodes.set(name, obj);
+        else if (type === "ADDED" || type === "MODIFIED") this.nodes.set(name, this.o.project(obj));
         else return;
         this.resourceVersion = obj.metadata?.resourceVersion ?? this.resourceVersion;
         this.o.onChange(this.nodes, type.toLowerCase());

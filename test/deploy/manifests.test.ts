@@ -5,7 +5,7 @@ import { join, relative } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
 import { parseCsiConfig } from "../../csi/config.js";
 import { parseKeyServiceArgs } from "../../keyservice/config.js";
-import { DEFAULTS as NETD_DEFAULTS, parseCommand as parseNetdCommand } from "../../netd/config.js";
+import { DEFAULTS as NETD_DEFAULTS, NODE_OPTIONS as NETD_NODE_OPTIONS, parseCommand as parseNetdCommand } from "../../netd/config.js";
 import { container, splitImage } from "./pod-runner.js";
 import { NAMESPACE, OVERLAYS, find, kubectl, manifestsDir, parseYamlObjects, render, type KubeObject, type Overlay } from "./kube.js";
 
@@ -137,6 +137,8 @@ describe("what the design depends on", () => {
     expect(c.securityContext?.privileged).toBeFalsy();
     expect(c.securityContext?.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN"] });
     expect(c.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
+    // The V8 flags bench-netd measured netd's memory with (netd/config.ts).
+    expect(c.env).toContainEqual({ name: "NODE_OPTIONS", value: NETD_NODE_OPTIONS });
     const metricsPort = Number(NETD_DEFAULTS.metricsAddress.split(":").pop());
     expect(c.ports).toContainEqual({ name: "metrics", containerPort: metricsPort });
     expect(c.readinessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });

@@ -1,5 +1,6 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from "@kubernetes/client-node";
 import { NODE_COMPILE_CACHE, scaled } from "./timing.js";
+import { NODE_OPTIONS } from "../../netd/config.js";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
@@ -103,7 +104,7 @@ export class NetdCluster {
       name: `netd-${node.name}`,
       netns: node.ns,
       logFile: join(this.o.dir, `netd-${node.name}.log`),
-      env: { LOG_LEVEL: "debug", ...NODE_COMPILE_CACHE },
+      env: { LOG_LEVEL: "debug", NODE_OPTIONS, ...NODE_COMPILE_CACHE },
       argv: [
         process.execPath,
         join(packageRoot(), "dist/cmd/cloak.js"),
