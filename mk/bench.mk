@@ -1,6 +1,6 @@
 # Benchmarks (bench/, see BENCHMARKS.md). Not part of `make test`: they are long, and their
 # figures depend on how busy the machine is. `make bench` runs every suite in BENCH_SUITES;
-# a component's makefile adds its own with `BENCH_SUITES += bench-<name>` (netd's will add
+# a component's makefile adds its own with `BENCH_SUITES += bench-<name>` (as netd's adds
 # bench-netd), so `make bench` depends only on targets that exist. Each suite prints its
 # tables and writes bench/results/<name>-<date>.json; `make bench-doc` then copies the latest
 # tables into BENCHMARKS.md.

@@ -59,6 +59,10 @@ export class Agent {
   private dirty = false;
   /** The next reconcile compares with the live state (set by anything but a watch event). */
   private fullPending = true;
+  /** The interface's MTU and state were last checked for this view of this node. */
+  private interfaceChecked: { self: NodeInfo | undefined; mtu: number } | undefined;
+  /** Settles when start() has created (or found) the interface. */
+  private interfaceReady: Promise<void> | undefined;
   private stopped = false;
   private lastReconcile: Date | undefined;
   private lastError: string | undefined;
@@ -104,9 +108,19 @@ export class Agent {
     this.log.info({ keyFile: c.keyFile, publicKey: keys.publicKey, created }, created ? "created private key" : "loaded private key");
     // The interface exists from the start (with a provisional MTU until the node's underlay
     // is known), so that a restart finds and keeps the one the previous run left.
-    const { implementation } = await this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()), { keepMtu: c.mtu === undefined });
-    this.log.info({ implementation, port: c.listenPort }, `WireGuard implementation: ${implementation === "kernel" ? "kernel module" : "wireguard-go (userspace)"}`);
+    // The first list (a second or more at thousands of nodes) does not wait for the interface;
+    // a reconcile does (reconcile() awaits interfaceReady), so they never both create it.
     this.watch.start();
+    const ready = this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()), { keepMtu: c.mtu === undefined });
+    this.interfaceReady = ready.then(() => undefined, () => undefined);
+    let implementation: Implementation;
+    try {
+      ({ implementation } = await ready);
+    } catch (err) {
+      await this.watch.stop();
+      throw err;
+    }
+    this.log.info({ implementation, port: c.listenPort }, `WireGuard implementation: ${implementation === "kernel" ? "kernel module" : "wireguard-go (userspace)"}`);
     this.timers.push(setInterval(() => this.schedule("resync"), c.resyncIntervalMs));
     this.timers.push(setInterval(() => void this.refreshStats(), 10_000));
   }
@@ -196,6 +210,7 @@ export class Agent {
   private async reconcile(reason: string): Promise<void> {
     // Until the first list succeeds there is nothing trustworthy to act on: keep what is live.
     if (!this.watch.synced || !this.keys) return;
+    await this.interfaceReady;
     const c = this.o.config;
     const m = this.o.metrics;
     const end = m.reconcileDuration.startTimer();
@@ -203,8 +218,17 @@ export class Agent {
     try {
       const keys = this.keys;
       const self = this.nodes.get(c.nodeName);
-      const mtu = c.mtu ?? (await this.mtuFor(self));
-      await this.dataplane.ensureInterface(mtu);
+      const mode = this.fullPending ? "full" : "delta";
+      this.fullPending = false;
+      // A delta trusts the interface as the last reconcile left it while this node's own Node
+      // is the same object (the watch replaces it on any change): two processes fewer per event.
+      let mtu = this.interfaceChecked?.mtu;
+      if (mode === "full" || mtu === undefined || this.interfaceChecked?.self !== self) {
+        this.interfaceChecked = undefined;
+        mtu = c.mtu ?? (await this.mtuFor(self));
+        await this.dataplane.ensureInterface(mtu);
+        this.interfaceChecked = { self, mtu };
+      }
       const next = plan(this.nodes.values(), {
         nodeName: c.nodeName,
         publicKey: keys.publicKey,
@@ -215,8 +239,6 @@ export class Agent {
         strict: c.strict,
         strictCIDRs: c.strictCIDRs,
       });
-      const mode = this.fullPending ? "full" : "delta";
-      this.fullPending = false;
       const result = await this.dataplane.apply(next, { ...keys, file: c.keyFile }, c.strict, mode);
       this.current = next;
       if (result.device) {

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { formatEndpoint, hostPrefix, parsePrefix, type Family } from "./cidr.js";
 import type { NodeInfo } from "./nodes.js";
 
@@ -53,7 +54,7 @@ export interface Plan {
 }
 
 export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
-  const all = [...nodes].sort((a, b) => a.name.localeCompare(b.name));
+  const all = [...nodes].sort((a, b) => byName(a.name, b.name));
   const self = all.find((n) => n.name === options.nodeName);
   const others = all.filter((n) => n.name !== options.nodeName);
   const skipped: Finding[] = [];
@@ -87,8 +88,13 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
   // given away, since routing them into the tunnel would cut off local pods.
   const own = new Set(self ? selfPrefixes(self, options) : []);
   const claims = new Map<string, NodeInfo[]>();
-  for (const n of candidates) {
-    for (const prefix of peerPrefixes(n, options)) claims.set(prefix, [...(claims.get(prefix) ?? []), n]);
+  const prefixesOf = new Map(candidates.map((n) => [n, peerPrefixes(n, options)]));
+  for (const [n, prefixes] of prefixesOf) {
+    for (const prefix of prefixes) {
+      const list = claims.get(prefix);
+      if (list) list.push(n);
+      else claims.set(prefix, [n]);
+    }
   }
   const owner = new Map<string, string>();
   for (const [prefix, claimants] of claims) {
@@ -96,7 +102,7 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
       for (const c of claimants) conflicts.push({ node: c.name, reason: `${prefix} belongs to this node; not routed to ${c.name}` });
       continue;
     }
-    const winner = [...claimants].sort((a, b) => b.created - a.created || a.name.localeCompare(b.name))[0];
+    const winner = [...claimants].sort((a, b) => b.created - a.created || byName(a.name, b.name))[0];
     if (!winner) continue;
     owner.set(prefix, winner.name);
     if (claimants.length > 1) {
@@ -106,12 +112,12 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
   }
 
   const peers = candidates.map((n): DesiredPeer => {
-    const endpointIP = n.internalIPs.find((ip) => parsePrefix(ip).family === options.endpointFamily) ?? n.internalIPs[0];
+    const endpointIP = n.internalIPs.find((ip) => isIP(ip) === options.endpointFamily) ?? n.internalIPs[0];
     return {
       node: n.name,
       publicKey: n.publicKey ?? "",
       endpoint: endpointIP === undefined ? undefined : formatEndpoint(endpointIP, n.port ?? options.defaultPort),
-      allowedIPs: peerPrefixes(n, options).filter((p) => owner.get(p) === n.name).sort(),
+      allowedIPs: (prefixesOf.get(n) ?? []).filter((p) => owner.get(p) === n.name),
       persistentKeepalive: options.persistentKeepalive,
     };
   });
@@ -133,6 +139,14 @@ function peerPrefixes(n: NodeInfo, options: PlanOptions): string[] {
 
 function selfPrefixes(n: NodeInfo, options: PlanOptions): string[] {
   return peerPrefixes(n, { ...options, nodeEncryption: true });
+}
+
+/**
+ * Node names are DNS-1123 (lowercase ASCII), so code-unit order is the natural one; and at
+ * thousands of nodes localeCompare was most of a plan's time.
+ */
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function uniqueSorted(list: readonly string[]): string[] {

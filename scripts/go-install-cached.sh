@@ -10,8 +10,8 @@ set -euo pipefail
 package=${1:?package}
 version=${2:?version}
 name=${3:?name}
-CACHE_DIR=${CACHE_DIR:-/var/cache/cloak}
-GO=${GO:-/usr/local/go/bin/go}
+# shellcheck source=go-env.sh
+source "$(dirname "$0")/go-env.sh"
 out=$CACHE_DIR/bin/$name-$version
 if [[ -x "$out" ]]; then echo "$out"; exit 0; fi
 
@@ -23,8 +23,7 @@ if [[ ! -x "$out" ]]; then
   trap 'rm -rf "$tmp"' EXIT
   started=$SECONDS
   echo "go-install-cached: building $package@$version" >&2
-  GOBIN=$tmp GOMODCACHE=${CLOAK_GOMODCACHE:-$CACHE_DIR/go/mod} GOCACHE=${CLOAK_GOCACHE:-$CACHE_DIR/go/build} \
-    GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0 "$GO" install -ldflags="-s -w" "$package@$version" >&2
+  GOBIN=$tmp "$GO" install -ldflags="-s -w" "$package@$version" >&2
   mv "$tmp/$(basename "$package")" "$out"
   echo "go-install-cached: built $out in $((SECONDS - started)) s" >&2
 fi

@@ -5,6 +5,7 @@ import { packageRoot } from "../../lib/paths.js";
 import { volumeImagePath } from "../../csi/disk/local/layout.js";
 import { startPlugin } from "../../test/support/csi-plugin.js";
 import { connectCsi, type CsiClient } from "../../test/support/csi-client.js";
+import { followJsonLines } from "../../test/support/json-lines.js";
 import { awaitBreakdown, type CallBreakdown, type LogLine } from "./breakdown.js";
 
 /**
@@ -39,16 +40,7 @@ export async function startPlain(dir: string): Promise<Driver> {
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   const logs: LogLine[] = [];
   let output = "";
-  let pending = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    output += chunk;
-    pending += chunk;
-    const lines = pending.split("\n");
-    pending = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.startsWith("{")) logs.push(JSON.parse(line) as LogLine);
-    }
-  });
+  followJsonLines(child.stdout, { text: (chunk) => (output += chunk), json: (line) => logs.push(line as LogLine) });
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const client = connectCsi(socket);

@@ -14,13 +14,9 @@ set -euo pipefail
 
 K8S_VERSION=v1.34.4
 here=$(cd "$(dirname "$0")" && pwd)
-CACHE_DIR=${CACHE_DIR:-/var/cache/cloak}
-GO=${GO:-/usr/local/go/bin/go}
+# shellcheck source=../../scripts/go-env.sh
+source "$here/../../scripts/go-env.sh"
 bin_dir=$CACHE_DIR/bin
-# Outside the work tree, shared by every Go build of the project; CI on the same machine reuses it.
-export GOMODCACHE=${CLOAK_GOMODCACHE:-$CACHE_DIR/go/mod}
-export GOCACHE=${CLOAK_GOCACHE:-$CACHE_DIR/go/build}
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 
 minor=${K8S_VERSION#v1.}
 minor=${minor%%.*}

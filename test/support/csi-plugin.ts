@@ -3,6 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
 import { connectCsi, type CsiClient } from "./csi-client.js";
+import { followJsonLines } from "./json-lines.js";
 
 export interface PluginOptions {
   /** A scratch directory: the socket, volumes and kubelet-like paths go below it. */
@@ -38,20 +39,7 @@ export async function startPlugin(options: PluginOptions): Promise<RunningPlugin
   const child = spawn(process.execPath, args, { env: { ...process.env, ...options.env }, stdio: ["ignore", "pipe", "pipe"] });
   const logs: Record<string, unknown>[] = [];
   let raw = "";
-  let pending = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    raw += chunk;
-    pending += chunk;
-    const lines = pending.split("\n");
-    pending = lines.pop() ?? "";
-    for (const line of lines) {
-      try {
-        logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        // not a log line
-      }
-    }
-  });
+  followJsonLines(child.stdout, { text: (chunk) => (raw += chunk), json: (line) => logs.push(line) });
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (raw += chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),

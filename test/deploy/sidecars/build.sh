@@ -12,12 +12,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-CACHE_DIR=${CACHE_DIR:-/var/cache/cloak}
-GO=${GO:-/usr/local/go/bin/go}
+# shellcheck source=../../../scripts/go-env.sh
+source "$here/../../../scripts/go-env.sh"
 bin_dir=$CACHE_DIR/bin
-export GOMODCACHE=${CLOAK_GOMODCACHE:-$CACHE_DIR/go/mod}
-export GOCACHE=${CLOAK_GOCACHE:-$CACHE_DIR/go/build}
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 
 # name | module (as required in go.mod) | package of the command
 sidecars=(
