@@ -110,9 +110,9 @@ export class Agent {
     // is known), so that a restart finds and keeps the one the previous run left.
     // The first list (a second or more at thousands of nodes) does not wait for the interface;
     // a reconcile does (reconcile() awaits interfaceReady), so they never both create it.
-    this.watch.start();
-    const ready = this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()), { keepMtu: c.mtu === undefined });
+    const ready = (async () => this.dataplane.ensureInterface(c.mtu ?? (await this.provisionalMtu()), { keepMtu: c.mtu === undefined }))();
     this.interfaceReady = ready.then(() => undefined, () => undefined);
+    this.watch.start();
     let implementation: Implementation;
     try {
       ({ implementation } = await ready);

@@ -59,8 +59,8 @@ export const DEFAULTS = {
  * The V8 flags netd runs with: the DaemonSet sets them as NODE_OPTIONS, and the test harness
  * and bench-netd run netd with them too. A 4 MiB young generation instead of V8's 16 MiB:
  * netd allocates in bursts (a list and a full program at thousands of nodes) and V8 keeps the
- * young generation it has grown. bench-netd at 5 000 nodes: peak RSS 303 MB with 16 MiB,
- * 284 MB with 4, 237 MB with 1; but at 1 MiB the extra scavenges made a Node event's peer
+ * young generation it has grown. bench-netd at 5 000 nodes: peak RSS 303–373 MB with 16 MiB,
+ * 285–305 MB with 4, 237–240 MB with 1; but at 1 MiB the extra scavenges made a Node event's peer
  * take 120 ms instead of 60–70. 4 keeps the change fast and saves what it can.
  */
 export const NODE_OPTIONS = "--max-semi-space-size=4";
