@@ -23,7 +23,7 @@ bench:
 
 # Stage latency (cold, warm; cloak vs plain), the KDF's share of a cold stage (pbkdf2 vs
 # argon2id), fio through dm-crypt vs the raw device (and the workqueue bypass), 50 volumes
-# back to back. Runs in the VM tier; 17–24 minutes on the shared 2-core machine. CLOAK_BENCH_*
+# back to back. Runs in the VM tier; 9–24 minutes on the shared 2-core machine (load-dependent). CLOAK_BENCH_*
 # variables size it (BENCHMARKS.md lists them).
 bench-storage: deps build vm-kernel
 	node dist/bench/storage/run.js
