@@ -244,8 +244,9 @@ export class Agent {
       if (result.device) {
         this.device = result.device;
         this.observe();
-      } else {
-        // A delta read nothing back; the statistics follow at once, off the change's path.
+      } else if (result.peersChanged > 0) {
+        // A delta read nothing back: re-read the peers (all of them, O(cluster)) only when it
+        // changed some, off the change's path. Most Node events (status updates) change none.
         setImmediate(() => void this.refreshStats());
       }
       this.reportFindings(next);

@@ -144,12 +144,9 @@ export class Dataplane {
 
   private async applyDelta(base: Applied, plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
     const { runner, iface, table } = this.o;
-    let strictChanged = false;
     const wantStrict = strict && plan.strict !== undefined;
-    if (wantStrict !== base.strict || (wantStrict && JSON.stringify(plan.strict) !== JSON.stringify(base.plan.strict))) {
-      await this.applyStrict(plan, strict, wantStrict || base.strict);
-      strictChanged = true;
-    }
+    const strictChanged = wantStrict !== base.strict || (wantStrict && JSON.stringify(plan.strict) !== JSON.stringify(base.plan.strict));
+    if (strictChanged) await this.applyStrict(plan, strict);
     const previous: wg.LiveDevice = {
       publicKey: base.publicKey,
       listenPort: this.o.listenPort,
@@ -171,10 +168,10 @@ export class Dataplane {
     };
   }
 
-  /** Strict rules: replaced when wanted (nothing leaves in plain text meanwhile), else deleted if `present`. */
-  private async applyStrict(plan: Plan, strict: boolean, present: boolean): Promise<void> {
+  /** Strict rules, once they are known to differ: replaced when wanted (nothing leaves in plain text meanwhile), else deleted. */
+  private async applyStrict(plan: Plan, strict: boolean): Promise<void> {
     if (strict && plan.strict) await this.o.runner(nft.replaceTable({ table: this.o.nftTable, iface: this.o.iface, ...plan.strict }));
-    else if (present) await this.o.runner(nft.deleteTable(this.o.nftTable));
+    else await this.o.runner(nft.deleteTable(this.o.nftTable));
   }
 
   /** One `wg set` per change set, split so that argv stays far below ARG_MAX, order kept. */
@@ -193,7 +190,7 @@ export class Dataplane {
     const [tableResult, live] = await Promise.all([runner(nft.listTable(this.o.nftTable)), this.readDevice()]);
     const liveTable = nft.parseListTable(tableResult);
     const strictChanged = strict && plan.strict ? !nft.isCurrent(liveTable, { table: this.o.nftTable, iface, ...plan.strict }) : liveTable !== undefined;
-    if (strictChanged) await this.applyStrict(plan, strict, true);
+    if (strictChanged) await this.applyStrict(plan, strict);
 
     const change = diffDevice(live, {
       publicKey: keys.publicKey,
