@@ -11,6 +11,8 @@ import { cpus, hostname, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
 import { resultFileName, resultFilesOf, resultsDir } from "../lib/result.js";
+import { procStats } from "../lib/proc-stats.js";
+import { round } from "../lib/stats.js";
 import { cloakEntry, runCloak } from "../../test/keyservice-harness/index.js";
 import type { LoadResult } from "./load.js";
 
@@ -54,12 +56,13 @@ async function main(): Promise<void> {
         // Alternate the order so that neither server always runs on a warmer machine.
         const order = round % 2 === 1 ? [baseline, cloak] : [cloak, baseline];
         for (const server of order) {
-          const cpuBefore = await cpuSeconds(server.pid);
+          const cpuBefore = (await procStats(server.pid)).cpuSeconds;
           const result = await load(server.target, client, concurrency);
           // Server CPU per answered call: what each request costs the server, whatever else
           // the machine is doing (the throughput figures are only as quiet as the machine).
-          const cpuUsPerCall = ((await cpuSeconds(server.pid)) - cpuBefore) / result.answered * 1e6;
-          const rssMb = await rss(server.pid, "VmRSS");
+          const after = await procStats(server.pid);
+          const cpuUsPerCall = (after.cpuSeconds - cpuBefore) / result.answered * 1e6;
+          const rssMb = after.rssMb;
           runs.push({ server: server.name, concurrency, round, result, cpuUsPerCall, rssMb });
           process.stderr.write(
             `round ${round} ${server.name.padEnd(8)} c=${String(concurrency).padStart(2)}: ${result.perSecond.toFixed(0)}/s p50 ${result.p50Ms.toFixed(3)} ms p99 ${result.p99Ms.toFixed(3)} ms, server ${cpuUsPerCall.toFixed(0)} µs CPU/call, RSS ${rssMb.toFixed(0)} MB${result.errors ? ` errors ${result.errors}` : ""}\n`,
@@ -67,8 +70,8 @@ async function main(): Promise<void> {
         }
       }
     }
-    const peakRssMb = await rss(cloak.pid, "VmHWM");
-    const baselinePeakRssMb = await rss(baseline.pid, "VmHWM");
+    const peakRssMb = (await procStats(cloak.pid)).peakRssMb;
+    const baselinePeakRssMb = (await procStats(baseline.pid)).peakRssMb;
     await cloak.stop();
     await baseline.stop();
 
@@ -85,10 +88,10 @@ async function main(): Promise<void> {
     const at1 = summary.find((s) => s.concurrency === 1);
     const ratio64 = at64 ? at64.cloak.perSecond / at64.baseline.perSecond : Number.NaN;
     const targets = {
-      throughputRatioAt64: { target: ">= 0.9", value: round3(ratio64), met: ratio64 >= 0.9 },
-      p99At1Ms: { target: "< 1", value: round3(at1?.cloak.p99Ms ?? Number.NaN), met: (at1?.cloak.p99Ms ?? Infinity) < 1 },
-      peakRssMb: { target: "< 100", value: round3(peakRssMb), met: peakRssMb < 100 },
-      auditLinesPerRequest: { target: "== 1", value: round3(auditLines / answered), met: auditLines === answered },
+      throughputRatioAt64: { target: ">= 0.9", value: round(ratio64), met: ratio64 >= 0.9 },
+      p99At1Ms: { target: "< 1", value: round(at1?.cloak.p99Ms ?? Number.NaN), met: (at1?.cloak.p99Ms ?? Infinity) < 1 },
+      peakRssMb: { target: "< 100", value: round(peakRssMb), met: peakRssMb < 100 },
+      auditLinesPerRequest: { target: "== 1", value: round(auditLines / answered), met: auditLines === answered },
     };
 
     const lines = [
@@ -122,8 +125,8 @@ async function main(): Promise<void> {
       parameters: { rounds: ROUNDS, durationMs: DURATION_MS, warmupMs: WARMUP_MS, keyLength: 32, channel: "one client channel per measurement, in its own process" },
       summary,
       targets,
-      peakRssMb: round3(peakRssMb),
-      baselinePeakRssMb: round3(baselinePeakRssMb),
+      peakRssMb: round(peakRssMb),
+      baselinePeakRssMb: round(baselinePeakRssMb),
       nodeFlags: NODE_FLAGS,
       loadAverage: loadavg(),
       runs,
@@ -235,22 +238,9 @@ async function load(target: string, client: { ca: string; cert: string; key: str
   return JSON.parse(out.trim()) as LoadResult;
 }
 
-/** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 function middle(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
-async function rss(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const kb = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
-  return kb / 1024;
 }
 
 function median(results: LoadResult[]): LoadResult {
@@ -272,10 +262,6 @@ function median(results: LoadResult[]): LoadResult {
 async function packageVersion(name: string): Promise<string> {
   const json = JSON.parse(await readFile(join(packageRoot(), "node_modules", name, "package.json"), "utf8")) as { version: string };
   return json.version;
-}
-
-function round3(n: number): number {
-  return Math.round(n * 1000) / 1000;
 }
 
 main().catch((err: unknown) => {

@@ -4,7 +4,7 @@ import type { TestNode } from "../../test/netns/testbed.js";
 import { startEnv, type BenchEnv } from "./env.js";
 import { LogFollower } from "./log-follower.js";
 import { commandMsBetween, commandsBetween, isReconcileEnd, peerSetAt, type LogEntry } from "./netd-log.js";
-import { exeName, procStats, type ProcStats } from "./proc-stats.js";
+import { exeName, procStats, type ProcStats } from "../lib/proc-stats.js";
 import { createSyntheticNodes, syntheticName, syntheticNode, syntheticPodCIDRs, type SyntheticNodeOptions } from "./synthetic-nodes.js";
 
 /**

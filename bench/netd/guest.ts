@@ -10,7 +10,7 @@ import { createLogger } from "../../lib/log.js";
 import { describeMachine, type Machine } from "../lib/metadata.js";
 import { emitGuestResult, guestTier } from "../lib/vm.js";
 import { startMesh } from "./mesh.js";
-import { intFromEnv } from "./params.js";
+import { intFromEnv } from "../lib/params.js";
 import { measureThroughput, type ThroughputResult } from "./throughput.js";
 import { netdVersions } from "./versions.js";
 

@@ -19,7 +19,7 @@ import { measureConvergence, type ConvergenceResult } from "./convergence.js";
 import { measureGaps, type GapResult } from "./gaps.js";
 import type { GuestPayload } from "./guest.js";
 import { startMesh } from "./mesh.js";
-import { intFromEnv, listFromEnv } from "./params.js";
+import { intFromEnv, listFromEnv } from "../lib/params.js";
 import { convergenceNotes, convergenceTables, convergenceTargets, gapTable, gapTargets, throughputTables, throughputTarget } from "./report.js";
 import { measureThroughput, type ThroughputResult } from "./throughput.js";
 import { apiServerProbes, netdVersions } from "./versions.js";

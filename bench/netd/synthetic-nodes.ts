@@ -114,27 +114,14 @@ export function syntheticNode(i: number, publicKey: string, o: SyntheticNodeOpti
 /**
  * Creates synthetic nodes `from` ≤ i < `to` through the API, `concurrency` requests at a time.
  * One create each: the API server keeps a Node's status on create (as a kubelet registers), so
- * each node is complete (key, address, CIDRs) the moment it exists. Returns each node's key.
+ * each node is complete (key, address, CIDRs) the moment it exists.
  */
-export async function createSyntheticNodes(core: CoreV1Api, from: number, to: number, o: SyntheticNodeOptions & { concurrency: number }): Promise<Map<number, string>> {
-  const keys = new Map<number, string>();
+export async function createSyntheticNodes(core: CoreV1Api, from: number, to: number, o: SyntheticNodeOptions & { concurrency: number }): Promise<void> {
   let next = from;
   const worker = async (): Promise<void> => {
     for (let i = next++; i < to; i = next++) {
-      const { publicKey } = generateKeyPair();
-      keys.set(i, publicKey);
-      await core.createNode({ body: syntheticNode(i, publicKey, o) });
+      await core.createNode({ body: syntheticNode(i, generateKeyPair().publicKey, o) });
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
-  return keys;
-}
-
-/** Deletes synthetic nodes `from` ≤ i < `to`. */
-export async function deleteSyntheticNodes(core: CoreV1Api, from: number, to: number, concurrency: number): Promise<void> {
-  let next = from;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < to; i = next++) await core.deleteNode({ name: syntheticName(i) });
-  };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
 }

@@ -110,8 +110,8 @@ export function summarizeFio(result: FioResult): FioShapeSummary[] {
   });
 }
 
-export function fioTable(result: FioResult, options: { indicative: boolean; rounds: number; runtimeSeconds: number; dataBytes: number }): Table {
-  const rows = summarizeFio(result).map((s) => [
+export function fioTable(summary: readonly FioShapeSummary[], options: { indicative: boolean; rounds: number; runtimeSeconds: number; dataBytes: number }): Table {
+  const rows = summary.map((s) => [
     s.shape,
     s.mibPerSecond["raw loop"],
     s.iops["raw loop"],

@@ -1,4 +1,4 @@
-/** CLOAK_BENCH_NETD_* variables size the benchmark (BENCHMARKS.md lists them). */
+/** CLOAK_BENCH_* variables size the benchmarks (BENCHMARKS.md lists them). */
 export function intFromEnv(name: string, fallback: number): number {
   const text = process.env[name];
   if (text === undefined || text === "") return fallback;

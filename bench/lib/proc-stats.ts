@@ -4,7 +4,7 @@ import { basename } from "node:path";
 /**
  * A process's memory and CPU from /proc, read while it runs: peak RSS (VmHWM, the kernel's
  * high-water mark, so no sample can miss the peak) and CPU seconds, its own and those of the
- * children it waited for (netd's wg/ip/nft commands).
+ * children it waited for (netd's wg/ip/nft commands, say).
  */
 export interface ProcStats {
   readonly rssMb: number;
