@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
 import { PUBLIC_KEY_ANNOTATION } from "../../netd/nodes.js";
 import type { Daemon } from "../../test/netns/daemon.js";
-import { waitFor } from "../../test/netns/netd-cluster.js";
+import { waitFor } from "../../test/support/wait.js";
 import type { TestNode } from "../../test/netns/testbed.js";
 import { scaled } from "../../test/netns/timing.js";
 import { startEcho, startProbe, type ProbeStats } from "../../test/netns/traffic.js";
@@ -92,11 +92,11 @@ export async function measureGaps(mesh: Mesh, o: GapOptions): Promise<GapResult>
       const started = Date.now();
       await rotateKey(mesh, node);
       let after: string | undefined;
-      await waitFor(async () => {
+      await waitFor(`the new key on Node ${node.name}`, async () => {
         after = (await cluster.readNode(node.name)).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION];
         return after !== undefined && after !== before;
-      }, scaled(20_000), `the new key on Node ${node.name}`);
-      await waitFor(async () => (await cluster.device(other)).peers.some((peer) => peer.publicKey === after), scaled(20_000), `${other.name} to use ${node.name}'s new key`);
+      }, scaled(20_000));
+      await waitFor(`${other.name} to use ${node.name}'s new key`, async () => (await cluster.device(other)).peers.some((peer) => peer.publicKey === after), scaled(20_000));
       const rotateToPeerMs = Date.now() - started;
       await sleep(1_500);
       const udp = await p.udp.stop();

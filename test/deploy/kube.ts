@@ -72,20 +72,3 @@ export async function render(overlay: Overlay, kubectlPath = deployCluster().kub
   const out = await testRunner()({ file: kubectlPath, args: ["kustomize", join(manifestsDir(), overlay)], timeoutMs: 60_000 });
   return parseYamlObjects(out.stdout);
 }
-
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${(lastErr as Error).message}` : ""}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}

@@ -18,7 +18,8 @@ import { luksFormat, isLuks2 } from "../../csi/luks/cryptsetup.js";
 import { volumeImagePath } from "../../csi/disk/local/layout.js";
 import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
-import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, waitFor, type KubeObject } from "./kube.js";
+import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, type KubeObject } from "./kube.js";
+import { waitFor } from "../support/wait.js";
 import { packageRoot } from "../../lib/paths.js";
 import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 import { cloakArgv, container, hostCommand, writeSecretVolume, type PodIdentity } from "./pod-runner.js";
@@ -247,7 +248,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
       const capacity = await waitFor(`a CSIStorageCapacity for ${node}`, async () => {
         const list = await storage.listNamespacedCSIStorageCapacity({ namespace: NAMESPACE });
         return list.items.find((c) => c.nodeTopology?.matchLabels?.[TOPOLOGY_KEY] === node && c.storageClassName === "cloak-encrypted");
-      });
+      }, 60_000);
       expect(capacity.capacity).toBeTruthy();
       expect(capacity.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "Pod", name: podName(node) });
     }
@@ -306,7 +307,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     const pvc = await waitFor("node expansion pending", async () => {
       const c = await readPvc();
       return c.status?.allocatedResourceStatuses?.["storage"] === "NodeResizePending" ? c : undefined;
-    });
+    }, 60_000);
     expect(pvc.status?.allocatedResources?.["storage"]).toBe("2Gi");
   }, 120_000);
 
@@ -370,7 +371,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
     await custom.deleteClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName });
-    await waitFor("the snapshot content gone", async () => ((await readContent()) === undefined ? true : undefined), 90_000);
+    await waitFor("the snapshot content gone", async () => (await readContent()) === undefined, 90_000);
     expect(existsSync(snapFile)).toBe(false);
     await custom.deleteNamespacedCustomObject({ ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
   }, 240_000);
@@ -388,7 +389,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     await daemons.get(`${NODE}-cloak-csi`)?.stop("SIGTERM");
     const stopped = await stack(NODE).plugin({ CLOAK_FAILPOINTS: "delete:after-erase" });
     await core.deleteNamespacedPersistentVolumeClaim({ namespace: APP_NS, name: "data" });
-    await waitFor("the plugin to reach the failpoint", async () => (stopped.running ? undefined : true), 90_000);
+    await waitFor("the plugin to reach the failpoint", async () => !stopped.running, 90_000);
     expect(stopped.stdout).toContain("failpoint delete:after-erase reached");
     expect((await run(isLuks2(file))).exitCode).not.toBe(0);
     const headerAfter = await readHead(file);
@@ -400,7 +401,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     // Back up: the provisioner (restarted, as kubelet restarts a sidecar that lost its
     // plugin) retries DeleteVolume, which finishes the job.
     await stack(NODE).plugin();
-    await waitFor("the PV deleted", async () => ((await readPv(pvName)) === undefined ? true : undefined), 120_000);
+    await waitFor("the PV deleted", async () => (await readPv(pvName)) === undefined, 120_000);
     expect(existsSync(file)).toBe(false);
     expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(false);
   }, 240_000);

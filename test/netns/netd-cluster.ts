@@ -1,6 +1,7 @@
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1Node } from "@kubernetes/client-node";
 import { NODE_COMPILE_CACHE, scaled } from "./timing.js";
 import { NODE_OPTIONS } from "../../netd/config.js";
+import { waitFor } from "../support/wait.js";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packageRoot } from "../../lib/paths.js";
@@ -83,14 +84,14 @@ export class NetdCluster {
   async deleteNode(name: string): Promise<void> {
     await this.core.deleteNode({ name });
     // Deletion is immediate without finalizers; wait until a get says so.
-    await waitFor(async () => {
+    await waitFor(`node ${name} deleted`, async () => {
       try {
         await this.core.readNode({ name });
         return false;
       } catch {
         return true;
       }
-    }, scaled(10_000), `node ${name} deleted`);
+    }, scaled(10_000));
   }
 
   async readNode(name: string): Promise<V1Node> {
@@ -155,35 +156,18 @@ export class NetdCluster {
     const want = Object.values(expected).map((l) => [...l].sort().join(",")).sort();
     let last: wg.LiveDevice | undefined;
     await waitFor(
+      () => `peers on ${node.name}: want ${JSON.stringify(want)}, have ${JSON.stringify(last?.peers.map((p) => p.allowedIPs))}`,
       async () => {
         last = await this.device(node);
         const got = last.peers.map((p) => [...p.allowedIPs].sort().join(",")).sort();
         return JSON.stringify(got) === JSON.stringify(want);
       },
       timeoutMs,
-      () => `peers on ${node.name}: want ${JSON.stringify(want)}, have ${JSON.stringify(last?.peers.map((p) => p.allowedIPs))}`,
     );
     return last as wg.LiveDevice;
   }
 
   async stopAll(): Promise<void> {
     for (const d of this.netds.values()) await d.stop("SIGKILL");
-  }
-}
-
-export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) {
-      const text = typeof what === "string" ? what : what();
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${text}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { startApiServer, type ApiServer } from "../apiserver/apiserver.js";
-import { NetdCluster, WG_PORT, waitFor } from "./netd-cluster.js";
+import { waitFor } from "../support/wait.js";
+import { NetdCluster, WG_PORT } from "./netd-cluster.js";
 import { createTestbed, type Testbed, type TestNode } from "./testbed.js";
 import { httpGet, send, startCapture, startEcho, startProbe, stopSenders } from "./traffic.js";
 import { scaled } from "./timing.js";
@@ -205,13 +206,13 @@ export function netdScenarios(o: ScenarioOptions): void {
     await new Promise((r) => setTimeout(r, 300));
     await cloak(n2, "rotate-key", `--state-dir=${cluster.stateDir(n2)}`);
     let after: string | undefined;
-    await waitFor(async () => {
+    await waitFor("the new key on Node n2", async () => {
       after = (await cluster.readNode("n2")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION];
       return after !== undefined && after !== before;
-    }, scaled(10_000), "the new key on Node n2");
+    }, scaled(10_000));
     await cluster.waitForPeers(n1, { n2: pods(n2), n3: pods(n3) });
-    await waitFor(async () => (await cluster.device(n1)).peers.some((p) => p.publicKey === after), 10_000, "n1 to use n2's new key");
-    await waitFor(async () => (await cluster.device(n3)).peers.some((p) => p.publicKey === after), 10_000, "n3 to use n2's new key");
+    await waitFor("n1 to use n2's new key", async () => (await cluster.device(n1)).peers.some((p) => p.publicKey === after), 10_000);
+    await waitFor("n3 to use n2's new key", async () => (await cluster.device(n3)).peers.some((p) => p.publicKey === after), 10_000);
     await new Promise((r) => setTimeout(r, 1_500));
     const u = await udp.stop();
     results["keyRotation"] = { gapMs: u.maxGapMs, probesLost: u.lost, probeIntervalMs: 10 };
@@ -269,11 +270,11 @@ export function netdScenarios(o: ScenarioOptions): void {
       { name: "n3", body: { metadata: { annotations: { [PUBLIC_KEY_ANNOTATION]: bogus } } } },
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
-    await waitFor(async () => (await cluster.device(n1)).peers.some((p) => p.publicKey === bogus), 30_000, "n1 to follow n3's annotation after the API server came back");
+    await waitFor("n1 to follow n3's annotation after the API server came back", async () => (await cluster.device(n1)).peers.some((p) => p.publicKey === bogus), 30_000);
     // n3's netd puts its own key back.
     await cluster.startNetd(n3);
     const key3 = (await cluster.device(n3)).publicKey;
-    await waitFor(async () => (await cluster.readNode("n3")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION] === key3, 30_000, "n3 to republish its key");
+    await waitFor("n3 to republish its key", async () => (await cluster.readNode("n3")).metadata?.annotations?.[PUBLIC_KEY_ANNOTATION] === key3, 30_000);
     await cluster.waitForPeers(n1, { n2: pods(n2), n3: pods(n3) });
     expect(await send(tb, n1.podNs, n3.podIP4, UDP_ECHO, "resynced")).toBe(true);
   }, TEST_TIMEOUT);

@@ -11,6 +11,7 @@ import type { ProtoGrpcType as KeyServiceProto } from "../../../proto/gen/keyser
 import type { GetDataKeyResponse__Output } from "../../../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
 import { startKeyServiceHarness, type KeyServiceHarness } from "../../keyservice-harness/index.js";
 import { TestPki, VALIDITY, type TlsPaths } from "../../keyservice-harness/pki-fixtures.js";
+import { waitFor } from "../../support/wait.js";
 
 const KeyService = loadProto<KeyServiceProto>("keyservice.proto").cloak.keyservice.v1.KeyService;
 const Health = loadProto<HealthProto>("health.proto").grpc.health.v1.Health;
@@ -137,7 +138,7 @@ describe("authorisation and answers", () => {
     const salt = await readFile(join(ks.keysDir, "salt"));
     const expected = deriveDataKey(master, salt, "6ba7b810-9dad-11d1-80b4-00c04fd430c8", 32);
     expect(answer.key?.equals(expected)).toBe(true);
-    await waitFor(() => ks.logLines().some((l) => l["msg"] === "GetDataKey" && l["data_key_id"] === "6ba7b810-9dad-11d1-80b4-00c04fd430c8"));
+    await waitFor("the request's audit line", async () => ks.logLines().some((l) => l["msg"] === "GetDataKey" && l["data_key_id"] === "6ba7b810-9dad-11d1-80b4-00c04fd430c8"), 5000);
     const line = ks.logLines().find((l) => l["data_key_id"] === "6ba7b810-9dad-11d1-80b4-00c04fd430c8");
     expect(line).toMatchObject({ audit: true, client: ks.clientIdentity, result: "OK", length: 32 });
     expect(ks.output()).not.toContain(expected.toString("hex"));
@@ -151,7 +152,7 @@ describe("authorisation and answers", () => {
     const answer = await getKey(clients[which], "vol-2", 32);
     expect(answer.code).toBe("7");
     expect(answer.details).toMatch(/not allowed to get data keys/);
-    await waitFor(() => ks.logLines().some((l) => l["client"] === identity));
+    await waitFor(`an audit line for ${identity}`, async () => ks.logLines().some((l) => l["client"] === identity), 5000);
     expect(ks.logLines().find((l) => l["client"] === identity)).toMatchObject({ result: "PERMISSION_DENIED", data_key_id: "vol-2" });
   });
 
@@ -185,11 +186,3 @@ describe("authorisation and answers", () => {
     expect((await fetch(`http://127.0.0.1:${ks.metricsPort()}/readyz`)).status).toBe(200);
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
