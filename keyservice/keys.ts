@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { lstat, mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { writeFileAtomic } from "../lib/atomic-file.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,
@@ -190,19 +191,9 @@ async function writeTlsDir(dir: string, ca: CertificateAuthority, certPem: strin
   return [join(dir, "tls.key"), join(dir, "tls.crt"), join(dir, "ca.crt")];
 }
 
-/** Writes to a temporary name created with the final mode (never wider), then renames. */
-async function writePrivately(path: string, data: string | Buffer, mode: number): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const temporary = `${path}.tmp-${process.pid}`;
-  await rm(temporary, { force: true });
-  try {
-    await writeFile(temporary, data, { mode, flag: "wx" });
-    await chmod(temporary, mode);
-    await rename(temporary, path);
-  } catch (err) {
-    await rm(temporary, { force: true });
-    throw err;
-  }
+/** Created with the final mode (never wider), fsynced, renamed into place, directory fsynced. */
+function writePrivately(path: string, data: string | Buffer, mode: number): Promise<void> {
+  return writeFileAtomic(path, data, { mode });
 }
 
 async function exists(path: string): Promise<boolean> {

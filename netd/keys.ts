@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { writeFileAtomic } from "../lib/atomic-file.js";
 import { FailedPreconditionError } from "../lib/errors.js";
 
 /**
@@ -73,29 +73,8 @@ export async function readKeyFile(path: string): Promise<KeyPair | undefined> {
 }
 
 /** Atomically replaces the key file with `privateKey` (mode 0600, fsynced before the rename). */
-export async function writeKeyFile(path: string, privateKey: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const handle = await open(tmp, "w", 0o600);
-  try {
-    await handle.writeFile(`${privateKey}\n`);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  // The rename is durable only once the directory entry is.
-  const dir = await open(dirname(path), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+export function writeKeyFile(path: string, privateKey: string): Promise<void> {
+  return writeFileAtomic(path, `${privateKey}\n`, { mode: 0o600 });
 }
 
 function b64urlToB64(text: string): string {

@@ -1,12 +1,11 @@
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises";
+import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { syncPath, TEMPORARY_PREFIX, writeFileAtomic } from "../../../lib/atomic-file.js";
 
 /**
- * One JSON file per record (`<dir>/<id>.json`), each written atomically: a temporary file in
- * the same directory, fsync, rename over the old one, fsync the directory. A process killed at
- * any moment leaves either the old record or the new one, never half of one; leftover
- * temporary files are removed when the store is opened.
+ * One JSON file per record (`<dir>/<id>.json`), each written atomically (lib/atomic-file.ts).
+ * A process killed at any moment leaves either the old record or the new one, never half of
+ * one; leftover temporary files are removed when the store is opened.
  */
 export class RecordStore<T extends { readonly id: string }> {
   private readonly records = new Map<string, T>();
@@ -22,7 +21,7 @@ export class RecordStore<T extends { readonly id: string }> {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const name of await readdir(dir)) {
       const path = join(dir, name);
-      if (name.startsWith(".tmp-")) {
+      if (name.startsWith(TEMPORARY_PREFIX)) {
         await unlink(path).catch(() => undefined);
       } else if (name.endsWith(".json")) {
         let record: T;
@@ -53,16 +52,7 @@ export class RecordStore<T extends { readonly id: string }> {
 
   async put(record: T): Promise<void> {
     this.parse(record);
-    const tmp = join(this.dir, `.tmp-${record.id}-${randomBytes(4).toString("hex")}`);
-    const file = await open(tmp, "w", 0o600);
-    try {
-      await file.writeFile(`${JSON.stringify(record, null, 2)}\n`);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, this.pathOf(record.id));
-    await this.syncDir();
+    await writeFileAtomic(this.pathOf(record.id), `${JSON.stringify(record, null, 2)}\n`);
     this.records.set(record.id, record);
   }
 
@@ -70,20 +60,11 @@ export class RecordStore<T extends { readonly id: string }> {
     await unlink(this.pathOf(id)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== "ENOENT") throw err;
     });
-    await this.syncDir();
+    await syncPath(this.dir);
     this.records.delete(id);
   }
 
   private pathOf(id: string): string {
     return join(this.dir, `${id}.json`);
-  }
-
-  private async syncDir(): Promise<void> {
-    const handle = await open(this.dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
   }
 }
