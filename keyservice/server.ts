@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { experimental } from "@grpc/grpc-js";
 import { masterKeyObject, readKeyMaterial } from "../lib/data-key.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
@@ -11,6 +12,7 @@ import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeySer
 import { openAllowSource } from "./allow-source.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
+import { openKmsMasterSecret } from "./kek/open.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
 import { keyServiceHandlers } from "./service.js";
 
@@ -44,11 +46,14 @@ export interface StartKeyServiceOptions {
 export async function startKeyService(options: StartKeyServiceOptions): Promise<RunningKeyService> {
   const { config, logger } = options;
   const audit = options.audit ?? logger;
-  const masterSecretBytes = await readKeyMaterial(config.masterSecretFile, "master secret");
   // Held as a KeyObject (a copy in native memory, and four times cheaper per derivation); the
-  // JavaScript copy is wiped at once.
-  const masterSecret = masterKeyObject(masterSecretBytes);
-  masterSecretBytes.fill(0);
+  // JavaScript copy is wiped at once. With --kms it is unwrapped below, once metrics exist.
+  let plainSecret: KeyObject | undefined;
+  if (!config.kms) {
+    const masterSecretBytes = await readKeyMaterial(config.masterSecretFile, "master secret");
+    plainSecret = masterKeyObject(masterSecretBytes);
+    masterSecretBytes.fill(0);
+  }
   const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) await fn();
@@ -62,6 +67,12 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
     cleanups.push(() => allow.close());
 
     const metrics = new KeyServiceMetrics();
+    // KMS mode: an unreachable KMS starts the service not ready (GetDataKey UNAVAILABLE) and
+    // keeps trying; a refusal throws here, before anything listens.
+    const kms = config.kms ? await openKmsMasterSecret(config.kms, metrics.registry, logger) : undefined;
+    if (kms) cleanups.push(() => kms.close());
+    const masterSecret = kms ? () => kms.current() : plainSecret;
+    if (!masterSecret) throw new Error("internal: neither a plain nor a wrapped master secret");
     let watcher: TlsFileWatcher | undefined;
     if (config.tls) {
       const { certFile, keyFile, clientCaFile } = config.tls;
@@ -127,14 +138,20 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
         endpoint: config.metricsListen,
         metrics,
         ready: () => health.get("") === "SERVING",
+        ...(kms ? { readyDetail: () => kms.detail() } : {}),
         logger,
       });
       const running = http;
       cleanups.push(() => running.stop());
     }
-    health.setAll("SERVING");
-
     let stopping: Promise<void> | undefined;
+    if (kms) {
+      kms.onChange((serving) => {
+        if (!stopping) health.setAll(serving ? "SERVING" : "NOT_SERVING");
+      });
+    }
+    if (!kms || kms.serving) health.setAll("SERVING");
+
     return {
       endpoint: server.endpoint,
       metricsPort: http?.port,
