@@ -26,6 +26,10 @@ export interface RunningKeyService {
   readonly metrics: KeyServiceMetrics;
   /** Checks the certificate and allow-list files now (tests; a poll does it otherwise). */
   reload(): Promise<void>;
+  /** Keys are served now (KMS mode: false until the KMS unwrapped the master secret, or after it refused it). */
+  serving(): boolean;
+  /** Settles when keys are first served. */
+  readonly whenServing: Promise<void>;
   /** NOT_SERVING, drain, close everything, wipe the secrets. Idempotent. */
   stop(): Promise<void>;
 }
@@ -145,17 +149,26 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
       cleanups.push(() => running.stop());
     }
     let stopping: Promise<void> | undefined;
+    let served: () => void = () => undefined;
+    const whenServing = new Promise<void>((resolve) => (served = resolve));
     if (kms) {
       kms.onChange((serving) => {
-        if (!stopping) health.setAll(serving ? "SERVING" : "NOT_SERVING");
+        if (stopping) return;
+        health.setAll(serving ? "SERVING" : "NOT_SERVING");
+        if (serving) served();
       });
     }
-    if (!kms || kms.serving) health.setAll("SERVING");
+    if (!kms || kms.serving) {
+      health.setAll("SERVING");
+      served();
+    }
 
     return {
       endpoint: server.endpoint,
       metricsPort: http?.port,
       metrics,
+      serving: () => health.get("") === "SERVING",
+      whenServing,
       async reload() {
         await watcher?.check();
         await allow.check();

@@ -84,6 +84,9 @@ export class KmsMasterSecret {
       holder.close();
       throw err;
     }
+    // The first Status now, so that health, rotation and the readiness detail are known from
+    // the start; the timer takes over after that.
+    if (holder.serving) await holder.checkNow();
     holder.schedule("status", o.statusIntervalMs);
     return holder;
   }
