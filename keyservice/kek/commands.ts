@@ -115,30 +115,50 @@ export async function keysRewrap({ store, target, force }: RewrapOptions): Promi
   });
 }
 
+export interface KekCommand {
+  readonly target: KmsTarget;
+  /** NAMESPACE/NAME of a Secret, or a directory. */
+  readonly store: { readonly kind: "secret"; readonly ref: string; readonly kubeconfig: string | undefined } | { readonly kind: "dir"; readonly dir: string };
+  readonly force: boolean;
+}
+
+/** The command line of `cloak keys wrap|rewrap`; InvalidArgumentError for a person to read. */
+export function parseKekArgs(verb: "wrap" | "rewrap", argv: readonly string[]): KekCommand {
+  const { values, positionals } = guard(() =>
+    parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      options: {
+        ...KMS_TARGET_OPTIONS,
+        secret: { type: "string" },
+        kubeconfig: { type: "string" },
+        ...(verb === "rewrap" ? { force: { type: "boolean", default: false } } : {}),
+      },
+    }),
+  );
+  const target = parseKmsTarget(values);
+  if (!target) throw new InvalidArgumentError(`${verb} needs --kms and --cluster-id`);
+  const ref = values.secret as string | undefined;
+  if ((positionals.length === 1) === (ref !== undefined) || positionals.length > 1) {
+    throw new InvalidArgumentError(`${verb} takes one directory or --secret NAMESPACE/NAME`);
+  }
+  const kubeconfig = values.kubeconfig as string | undefined;
+  if (ref === undefined && kubeconfig !== undefined) throw new InvalidArgumentError("--kubeconfig goes with --secret");
+  return {
+    target,
+    store: ref !== undefined ? { kind: "secret", ref, kubeconfig } : { kind: "dir", dir: positionals[0] ?? "" },
+    force: values.force === true,
+  };
+}
+
 /** `cloak keys wrap|rewrap …`: exit 0 done, 1 the KMS or the store said no, 2 a bad command line. */
 export async function kekMain(verb: "wrap" | "rewrap", argv: readonly string[]): Promise<number> {
   try {
-    const { values, positionals } = guard(() =>
-      parseArgs({
-        args: [...argv],
-        allowPositionals: true,
-        strict: true,
-        options: {
-          ...KMS_TARGET_OPTIONS,
-          secret: { type: "string" },
-          kubeconfig: { type: "string" },
-          ...(verb === "rewrap" ? { force: { type: "boolean", default: false } } : {}),
-        },
-      }),
-    );
-    const target = parseKmsTarget(values);
-    if (!target) throw new InvalidArgumentError(`${verb} needs --kms and --cluster-id`);
-    const secretRef = values.secret as string | undefined;
-    if ((positionals.length === 1) === (secretRef !== undefined) || positionals.length > 1) {
-      throw new InvalidArgumentError(`${verb} takes one directory or --secret NAMESPACE/NAME`);
-    }
-    const store = secretRef ? await secretStore(secretRef, values.kubeconfig as string | undefined) : directoryStore(positionals[0] ?? "");
-    const message = verb === "wrap" ? await keysWrap({ store, target }) : await keysRewrap({ store, target, force: values.force === true });
+    const command = parseKekArgs(verb, argv);
+    const { target, force } = command;
+    const store = command.store.kind === "secret" ? await secretStore(command.store.ref, command.store.kubeconfig) : directoryStore(command.store.dir);
+    const message = verb === "wrap" ? await keysWrap({ store, target }) : await keysRewrap({ store, target, force });
     process.stdout.write(message);
     return 0;
   } catch (err) {
