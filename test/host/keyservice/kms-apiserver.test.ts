@@ -3,10 +3,11 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CoreV1Api } from "@kubernetes/client-node";
+import { CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEnvelope } from "../../../keyservice/kek/envelope.js";
 import { createKmsV2Backend } from "../../../keyservice/kek/kmsv2.js";
+import { secretStore } from "../../../keyservice/kek/store.js";
 import { unwrapSecret } from "../../../keyservice/kek/wrap.js";
 import { startApiServer, type ApiServer } from "../../apiserver/apiserver.js";
 import { runCloak } from "../../keyservice-harness/index.js";
@@ -125,6 +126,15 @@ describe("cloak keys wrap and rewrap on the key service's Secret", () => {
     } finally {
       backend.close();
     }
+    // A rewrap that read the Secret before someone else changed it writes nothing.
+    const store = await secretStore(ref, api.kubeconfigPath);
+    await core.patchNamespacedSecret(
+      { namespace: "cloak-system", name: "cloak-keyservice-keys", body: { metadata: { labels: { touched: "yes" } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    await expect(store.write({ "master-secret.wrapped": Buffer.from("{}") })).rejects.toThrow(/changed meanwhile \(conflict\); nothing was written/);
+    expect((await read())["master-secret.wrapped"]).toBe(data["master-secret.wrapped"]);
+
     // The API server's own Secrets survive the rotation of the key they were stored under.
     expect((await core.readNamespacedSecret({ namespace: "default", name: "kms-probe" })).data?.["payload"]).toBeDefined();
   });
