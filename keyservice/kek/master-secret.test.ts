@@ -22,6 +22,7 @@ class FakeKms implements KekBackend {
   readonly endpoint = "unix:///fake.sock";
   current = "kek-1";
   down = false;
+  healthz = "ok";
   readonly disabled = new Set<string>();
   private readonly keys = new Map<string, Buffer>([["kek-1", randomBytes(32)]]);
 
@@ -39,7 +40,7 @@ class FakeKms implements KekBackend {
   }
   status() {
     this.gate();
-    return Promise.resolve({ healthy: true, healthz: "ok", keyId: this.current });
+    return Promise.resolve({ healthy: this.healthz === "ok", healthz: this.healthz, keyId: this.current });
   }
   encrypt(plaintext: Buffer): Promise<WrappedKey> {
     this.gate();
@@ -131,6 +132,18 @@ describe("the master secret under a KMS", () => {
     expect(holder.detail().join("\n")).toMatch(/kms: UNREACHABLE since .*\(serving from memory\)/);
     expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 0"]);
     kms.down = false;
+    await holder.checkNow();
+    expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 1"]);
+  });
+
+  it("reports a KMS that calls itself unhealthy, and keeps serving", async () => {
+    const holder = await open();
+    kms.healthz = "cannot reach the cloud KMS";
+    await holder.checkNow();
+    expect(holder.serving).toBe(true);
+    expect(holder.detail().join("\n")).toMatch(/kms: unhealthy since .*: Status healthz: cannot reach the cloud KMS \(serving from memory\)/);
+    expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 0"]);
+    kms.healthz = "ok";
     await holder.checkNow();
     expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 1"]);
   });
