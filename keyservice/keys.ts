@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { writeFileAtomic } from "../lib/atomic-file.js";
 import { WRAPPED_FILE } from "./kek/envelope.js";
-import { KEK_USAGE, kekMain, KMS_TARGET_OPTIONS, parseKmsTarget, wrapNewSecret, type KmsTarget } from "./kek/commands.js";
+import { KEK_HELP, KEK_SYNOPSIS, kekMain, KMS_TARGET_OPTIONS, parseKmsTarget, wrapNewSecret, type KmsTarget } from "./kek/commands.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,
@@ -33,14 +33,14 @@ export const KEYS_USAGE = `usage:
   cloak keys init <dir> [--client [NAME=]IDENTITY]... [server options] [--days N] [--ca-days N]
                         [--overwrite-master-secret] [--kms unix:///PATH --cluster-id ID]
   cloak keys issue <dir> (--client [NAME=]IDENTITY | --server [server options]) [--days N]
-${KEK_USAGE}
+${KEK_SYNOPSIS}
 init   generates a master secret, a salt, a CA, a server certificate and a client certificate
        per --client (default: csi-node=${"spiffe://cloak/ns/cloak-system/sa/cloak-csi-node"}).
        It refuses to replace an existing master secret or salt: every volume's key derives from
        them, so losing them loses every volume. --overwrite-master-secret says you mean it.
        With --kms it writes only the wrapped master secret (${WRAPPED_FILE}), never the plain one.
 issue  issues a new server or client certificate with the CA in <dir>/ca (rotation, new clients).
-
+${KEK_HELP}
 IDENTITY is a URI (spiffe://trust-domain/path) or a DNS name; NAME names its directory under
 clients/ (default: the URI's last path segment or the DNS name's first label).
 

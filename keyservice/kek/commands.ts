@@ -4,22 +4,23 @@ import { CloakError, InvalidArgumentError } from "../../lib/errors.js";
 import type { KekBackend } from "./backend.js";
 import { checkClusterId, formatEnvelope, MASTER_SECRET_PURPOSE, parseEnvelope, WRAPPED_FILE, type WrapContext } from "./envelope.js";
 import { createKmsV2Backend } from "./kmsv2.js";
-import { directoryStore, secretStore, type KeyStore } from "./store.js";
+import { directoryStore, type KeyStore } from "./store.js";
 import { unwrapSecret, wrapSecret } from "./wrap.js";
 
 export const PLAIN_FILE = "master-secret";
 
-export const KEK_USAGE = `  cloak keys wrap   (<dir> | --secret NS/NAME) --kms unix:///PATH --cluster-id ID [--kubeconfig FILE]
+export const KEK_SYNOPSIS = `  cloak keys wrap   (<dir> | --secret NS/NAME) --kms unix:///PATH --cluster-id ID [--kubeconfig FILE]
   cloak keys rewrap (<dir> | --secret NS/NAME) --kms unix:///PATH --cluster-id ID [--force] [--kubeconfig FILE]
+`;
 
-wrap   encrypts the plain master secret with the KMS v2 plugin at --kms and writes
+export const KEK_HELP = `wrap   encrypts the plain master secret with the KMS v2 plugin at --kms and writes
        ${WRAPPED_FILE} (verified: decrypted and checked before it is written). In a directory
        the plain file stays (it is your offline backup); in a Secret it is removed in the same
        update, so that the Secret holds only the wrapped form.
 rewrap re-encrypts ${WRAPPED_FILE} under the KMS's current key (after a KEK rotation), verifies
        the new blob, then replaces the old one; nothing to do when it is current (--force does it
        anyway). The master secret does not change: every volume keeps its key.
---cluster-id binds the blob to this cluster: the key service (--cluster-id) refuses a blob
+       --cluster-id binds the blob to this cluster: the key service (--cluster-id) refuses a blob
        wrapped for another. --secret works in the cluster (the rewrap Job) or with --kubeconfig.
 `;
 
@@ -157,7 +158,10 @@ export async function kekMain(verb: "wrap" | "rewrap", argv: readonly string[]):
   try {
     const command = parseKekArgs(verb, argv);
     const { target, force } = command;
-    const store = command.store.kind === "secret" ? await secretStore(command.store.ref, command.store.kubeconfig) : directoryStore(command.store.dir);
+    const store =
+      command.store.kind === "secret"
+        ? await (await import("./secret-store.js")).secretStore(command.store.ref, command.store.kubeconfig)
+        : directoryStore(command.store.dir);
     const message = verb === "wrap" ? await keysWrap({ store, target }) : await keysRewrap({ store, target, force });
     process.stdout.write(message);
     return 0;

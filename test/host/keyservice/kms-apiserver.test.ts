@@ -7,7 +7,7 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-n
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEnvelope } from "../../../keyservice/kek/envelope.js";
 import { createKmsV2Backend } from "../../../keyservice/kek/kmsv2.js";
-import { secretStore } from "../../../keyservice/kek/store.js";
+import { secretStore } from "../../../keyservice/kek/secret-store.js";
 import { unwrapSecret } from "../../../keyservice/kek/wrap.js";
 import { startApiServer, type ApiServer } from "../../apiserver/apiserver.js";
 import { runCloak } from "../../keyservice-harness/index.js";
