@@ -59,10 +59,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`cloak keyservice: startup refused: ${err.message}\n`);
     return 1;
   }
-  logger.info(
-    { endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, tls: config.tls !== undefined },
-    "key service ready",
-  );
+  const fields = { endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, tls: config.tls !== undefined };
+  if (!service.serving()) {
+    // KMS mode with the KMS not answering yet: listening (GetDataKey answers UNAVAILABLE).
+    logger.warn({ ...fields, kms: config.kms?.endpoint }, "key service listening, not ready: no keys are served until the KMS unwraps the master secret");
+  }
+  void service.whenServing.then(() => logger.info(fields, "key service ready"));
   // Serves until a signal stops the process.
   return new Promise<number>(() => undefined);
 }
