@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { CloakError, InvalidArgumentError } from "../lib/errors.js";
 import { formatEndpoint, stopOnSignals } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
+import { startupFields } from "../lib/version.js";
 import { KeyMaterialError } from "../lib/data-key.js";
 import { parseKeyServiceArgs, USAGE } from "./config.js";
 import { startKeyService, type RunningKeyService } from "./server.js";
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
   // The audit line's fields are fixed (keyservice/service.ts) and none can hold key material;
   // the redaction net of the operational logger would cost ~10 µs a request here.
+  logger.info(startupFields(), "starting cloak keyservice");
   const audit = createLogger({ component: "keyservice", level: config.logLevel, destination, redact: false }).child({ audit: true });
   // Signals are handled from the start: one that arrives while files are still being read
   // stops the process cleanly instead of killing it mid-write.
