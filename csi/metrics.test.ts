@@ -12,7 +12,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function value(metrics: CsiMetrics, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+async function value(metrics: CsiMetrics, name: string, labels: Record<string, string | number> = {}): Promise<number | undefined> {
   const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
   const sample = (metric?.values as { value: number; labels: Record<string, string | number> }[] | undefined)?.find((v) =>
     Object.entries(labels).every(([k, l]) => v.labels[k] === l),
