@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
 import { formatEndpoint, type Endpoint } from "../../lib/grpc-server.js";
+import { listenHttp } from "../../lib/http-listen.js";
 import type { Logger } from "../../lib/log.js";
 
 /** One named condition; rejects (with the reason as its message) when it does not hold. */
@@ -58,24 +59,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<R
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.endpoint.port, options.endpoint.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : options.endpoint.port;
-  log.info({ endpoint: formatEndpoint({ ...options.endpoint, port }) }, "serving /healthz, /readyz and /metrics over HTTP");
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const listening = await listenHttp(server, options.endpoint);
+  log.info({ endpoint: formatEndpoint(listening.endpoint) }, "serving /healthz, /readyz and /metrics over HTTP");
+  return { port: listening.endpoint.port, stop: listening.stop };
 }
 
 /** Runs every check at once, each under its own deadline. */
