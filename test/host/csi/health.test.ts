@@ -85,7 +85,8 @@ describe("a key service outage", () => {
     await ks.start();
     await waitFor("/readyz 200 again", async () => (await httpGet(port, "/readyz")).status === 200, 60_000);
     expect(metricValue((await httpGet(port, "/metrics")).body, "cloak_csi_key_source_ready")).toBe(1);
-    expect(plugin.logs.filter((l) => l["msg"] === "key source ready").at(-1)).toMatchObject({ downMs: expect.any(Number) });
+    const back = await waitFor("the line saying so", async () => plugin.logs.find((l) => l["msg"] === "key source ready" && l["downMs"] !== undefined), 10_000);
+    expect(back["downMs"]).toBeGreaterThan(0);
   });
 });
 
@@ -125,6 +126,26 @@ describe("the health endpoint and metrics", () => {
     expect(m("cloak_build_info", { component: "csi", node_version: process.version })).toBe(1);
     expect(metrics.body).toMatch(/^cloak_build_info\{component="csi",version="\d+\.\d+\.\d+[^"]*",node_version="v\d+/m);
     expect(m("cloak_csi_process_resident_memory_bytes")).toBeGreaterThan(0);
+  });
+
+  it("logs kubelet's probes of it at debug only, other calls at info", async () => {
+    const before = plugin.logs.length;
+    expect((await httpGet(port, "/healthz")).status).toBe(200);
+    expect((await httpGet(port, "/readyz")).status).toBe(200);
+    await plugin.client.identity("GetPluginInfo", {});
+    // Lines arrive through the child's stdout, a little after the answers.
+    const calls = await waitFor("the call lines", async () => {
+      const lines = plugin.logs.slice(before).filter((l) => l["msg"] === "call");
+      return lines.some((l) => l["level"] === 30) && lines.length >= 3 && lines;
+    }, 10_000);
+    expect(calls.map((l) => [l["method"], l["level"]])).toEqual(
+      expect.arrayContaining([
+        ["csi.v1.Identity/GetPluginInfo", 20],
+        ["csi.v1.Identity/Probe", 20],
+        ["csi.v1.Identity/GetPluginInfo", 30],
+      ]),
+    );
+    expect(calls.filter((l) => l["level"] === 30)).toHaveLength(1);
   });
 
   it("answers only GET and HEAD, and 404 elsewhere", async () => {
