@@ -34,9 +34,9 @@ export async function main(argv: string[]): Promise<number> {
     typeof pino.destination
   >[0]);
   const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
+  logger.info(startupFields(), "starting cloak keyservice");
   // The audit line's fields are fixed (keyservice/service.ts) and none can hold key material;
   // the redaction net of the operational logger would cost ~10 µs a request here.
-  logger.info(startupFields(), "starting cloak keyservice");
   const audit = createLogger({ component: "keyservice", level: config.logLevel, destination, redact: false }).child({ audit: true });
   // Signals are handled from the start: one that arrives while files are still being read
   // stops the process cleanly instead of killing it mid-write.
