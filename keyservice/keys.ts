@@ -59,9 +59,13 @@ export class KeysCommandError extends Error {}
 
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
-  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+  if (verb === undefined) {
+    process.stderr.write(KEYS_USAGE);
+    return 2;
+  }
+  if (["--help", "-h", "help"].includes(verb) || rest.includes("--help") || rest.includes("-h")) {
     process.stdout.write(KEYS_USAGE);
-    return verb === undefined ? 2 : 0;
+    return 0;
   }
   try {
     if (verb === "init") {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerBuildInfo } from "../lib/build-info.js";
 import type { Endpoint } from "../lib/grpc-server.js";
 import { formatEndpoint } from "../lib/grpc-server.js";
 import type { Logger } from "../lib/log.js";
@@ -31,6 +32,7 @@ export class KeyServiceMetrics {
       registers: [this.registry],
     });
     collectDefaultMetrics({ register: this.registry, prefix: "cloak_keyservice_" });
+    registerBuildInfo(this.registry, "keyservice");
   }
 
   observe(result: string, seconds: number): void {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createRunner } from "../lib/exec.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { CloakError } from "../lib/errors.js";
+import { startupFields } from "../lib/version.js";
 import { Agent, type AgentStatus } from "./agent.js";
 import { parseCommand, USAGE, type NetdConfig } from "./config.js";
 import { Dataplane } from "./dataplane.js";
@@ -60,6 +61,7 @@ function pidFile(config: NetdConfig): string {
 }
 
 async function run(config: NetdConfig, logger: Logger): Promise<number> {
+  logger.info(startupFields(), "starting cloak netd");
   if (!config.nodeName) throw new Error("no node name: set NODE_NAME (the downward API's spec.nodeName) or --node-name");
   const metrics = new NetdMetrics();
   const runner = metrics.countingRunner(createRunner({ logger }));
