@@ -17,8 +17,8 @@ import { checkHeader, type HeaderVerdict } from "./policy.js";
  * - it checks the policy on one set of metadata, and would have to predict which copy the
  *   `cryptsetup open` that follows uses, and that its JSON validation (which can discard a
  *   copy cloak accepted) agrees; two equal copies leave nothing to predict;
- * - the checksums are unkeyed, so they tell damage from a torn write, not a copy someone wrote
- *   from one cryptsetup wrote: a newer secondary with `cipher_null` is valid;
+ * - the checksums are unkeyed: they catch damage and torn writes, but anyone can write a copy
+ *   that checks out (a newer secondary with `cipher_null` is valid, and cryptsetup would use it);
  * - a refusal changes nothing on the disk, and an operator can decide. The price: a node that
  *   dies in the milliseconds between cryptsetup's two header writes (format, label change)
  *   leaves its volume refused until `cryptsetup repair` (which keeps the newer copy) is run.
@@ -26,7 +26,7 @@ import { checkHeader, type HeaderVerdict } from "./policy.js";
 
 /** The binary header: magic, counters, labels, salt, checksum; the JSON area follows it. */
 export const BINARY_HEADER_BYTES = 4096;
-/** The header sizes (binary header + JSON area) cryptsetup writes: 16 KiB to 4 MiB. */
+/** The header sizes (binary header + JSON area) cryptsetup writes: 16 KiB to 4 MiB, powers of two. */
 export const HEADER_SIZES: readonly number[] = Array.from({ length: 9 }, (_, i) => 16384 << i);
 /** Both copies of a header of the smallest (and default) size: what one read fetches. */
 export const FIRST_READ_BYTES = 2 * 16384;
