@@ -166,6 +166,20 @@ describe("the master secret under a KMS", () => {
     expect(changes).toEqual([false, true]);
   });
 
+  it("reports a KMS that answers with a refusal as reachable: it is there, and says no", async () => {
+    kms.down = true;
+    const holder = await open();
+    expect(holder.detail().join("\n")).toMatch(/kms: UNREACHABLE/);
+    kms.down = false;
+    kms.disabled.add("kek-1");
+    await holder.recheckNow();
+    expect(holder.serving).toBe(false);
+    const detail = holder.detail().join("\n");
+    expect(detail).toMatch(/DENIED by the KMS/);
+    expect(detail).not.toMatch(/UNREACHABLE/);
+    expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 1"]);
+  });
+
   it("closes the KMS client when the wrapped file cannot be used, as when the KMS refuses it", async () => {
     await writeFileAtomic(file, "a file of more than thirty-two bytes that is no envelope", { mode: 0o400 });
     await expect(open()).rejects.toThrow(/not a wrapped master secret/);

@@ -225,7 +225,12 @@ export class KmsMasterSecret {
     try {
       plain = await unwrapSecret(backend, context, this.envelope);
     } catch (err) {
-      if (err instanceof KekUnavailableError || err instanceof KekDeniedError) metrics.request("decrypt", err instanceof KekDeniedError ? "denied" : "unavailable");
+      if (err instanceof KekUnavailableError) metrics.request("decrypt", "unavailable");
+      if (err instanceof KekDeniedError) {
+        // A refusal is an answer: the KMS is there (the detail and kms_up say so), and says no.
+        metrics.request("decrypt", "denied");
+        this.markReachable();
+      }
       throw err;
     }
     metrics.request("decrypt", "ok");
