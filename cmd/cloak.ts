@@ -13,7 +13,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Entry> }> 
   csi: { summary: "run the CSI plugin (identity, node and controller services)", load: () => import("../csi/main.js") },
   netd: { summary: "run the WireGuard mesh agent (run | status | rotate-key | cleanup)", load: () => import("../netd/main.js") },
   keyservice: { summary: "run the key service (per-volume keys over mutual TLS)", load: () => import("../keyservice/main.js") },
-  keys: { summary: "make key service files: cloak keys init <dir> | issue <dir>", load: () => import("../keyservice/keys.js") },
+  keys: { summary: "make and wrap key service files (init | issue | wrap | rewrap)", load: () => import("../keyservice/keys.js") },
 };
 
 const HELP = ["help", "--help", "-h"];

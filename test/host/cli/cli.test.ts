@@ -58,6 +58,8 @@ describe("--help", () => {
   it.each([
     [["--help"], /^usage: cloak <command>/],
     [["-h"], /^usage: cloak <command>/],
+    // Every verb of `cloak keys` is named where the commands are listed.
+    [["--help"], /keys {9}make and wrap key service files \(init \| issue \| wrap \| rewrap\)/],
     [["help"], /^usage: cloak <command>/],
     [["csi", "--help"], /^usage: cloak csi/],
     [["keyservice", "--help"], /^usage: cloak keyservice/],
@@ -66,6 +68,8 @@ describe("--help", () => {
     [["keys", "--help"], /^usage:\n {2}cloak keys init/],
     [["keys", "init", "--help"], /^usage:\n {2}cloak keys init/],
     [["keys", "issue", "-h"], /^usage:\n {2}cloak keys init/],
+    [["keys", "wrap", "--help"], /^usage:\n {2}cloak keys init[\s\S]*cloak keys wrap /],
+    [["keys", "rewrap", "-h"], /^usage:\n {2}cloak keys init[\s\S]*cloak keys rewrap /],
   ] as const)("cloak %j prints its usage on stdout and succeeds", async (args, usage) => {
     const r = await cloak(args);
     expect(r.stderr).toBe("");
