@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -119,17 +119,25 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     expect(wrapped.includes(master.toString("base64"))).toBe(false);
     expect(Buffer.from(wrapped).includes(master)).toBe(false);
 
-    const ks = await keyService();
-    expect(await keysOf(await client(ks))).toEqual(expected);
-    await waitLogged(ks, "master secret unwrapped by the KMS");
-    await ks.stop();
-    await ks.start();
-    expect(await keysOf(await client(ks))).toEqual(expected);
-    const ready = await readyz(ks);
-    expect(ready.status).toBe(200);
-    expect(ready.body).toMatch(/master secret: unwrapped at .* \(key id kek-1\)\nkms: ok \(current key id kek-1\)/);
-    // The service never looked at the plain file: only the wrapped one is on its command line.
-    expect(ks.output()).not.toContain(join(keysDir, "master-secret "));
+    // The service cannot have used the plain file: it is not there while the service runs (it
+    // is the admin's offline backup; later tests compare with it).
+    const plain = join(keysDir, "master-secret");
+    const offline = join(base, "master-secret.offline");
+    await rename(plain, offline);
+    try {
+      const ks = await keyService();
+      expect(await keysOf(await client(ks))).toEqual(expected);
+      await waitLogged(ks, "master secret unwrapped by the KMS");
+      await ks.stop();
+      await ks.start();
+      expect(await keysOf(await client(ks))).toEqual(expected);
+      const ready = await readyz(ks);
+      expect(ready.status).toBe(200);
+      expect(ready.body).toMatch(/master secret: unwrapped at .* \(key id kek-1\)\nkms: ok \(current key id kek-1\)/);
+      await stopAll();
+    } finally {
+      await rename(offline, plain);
+    }
   });
 
   it("refuses a blob wrapped for another cluster: startup fails, no key is served", async () => {
