@@ -56,6 +56,10 @@ if (tooOld) {
     (err: unknown) => {
       process.stderr.write(`cloak: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
+      // A daemon that failed half way through its start may have left servers listening (the
+      // CSI socket before a bad --registration-dir or a taken --health-listen port); they
+      // would keep a half-started process alive. A moment for log lines to drain, then exit.
+      setTimeout(() => process.exit(1), 500).unref();
     },
   );
 }
