@@ -100,7 +100,9 @@ export interface RewrapOptions extends WrapOptions {
 export async function keysRewrap({ store, target, force }: RewrapOptions): Promise<string> {
   const text = await store.read(WRAPPED_FILE);
   if (!text) throw new InvalidArgumentError(`${store.where} holds no ${WRAPPED_FILE}; wrap the master secret first (\`cloak keys wrap\`)`);
-  if (store.isSecret && (await store.read(PLAIN_FILE))) {
+  const plain = store.isSecret ? await store.read(PLAIN_FILE) : undefined;
+  if (plain) {
+    plain.fill(0);
     throw new InvalidArgumentError(`${store.where} still holds a plain ${PLAIN_FILE}: wrapping protects nothing while it is there; remove it first`);
   }
   const old = parseEnvelope(text.toString("utf8"), `${store.where}: ${WRAPPED_FILE}`);
