@@ -13,7 +13,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Entry> }> 
   csi: { summary: "run the CSI plugin (identity, node and controller services)", load: () => import("../csi/main.js") },
   netd: { summary: "run the WireGuard mesh agent (run | status | rotate-key | cleanup)", load: () => import("../netd/main.js") },
   keyservice: { summary: "run the key service (per-volume keys over mutual TLS)", load: () => import("../keyservice/main.js") },
-  keys: { summary: "make key service files: cloak keys init <dir> | issue <dir>", load: () => import("../keyservice/keys.js") },
+  keys: { summary: "make and wrap key service files (init | issue | wrap | rewrap)", load: () => import("../keyservice/keys.js") },
 };
 
 const HELP = ["help", "--help", "-h"];
@@ -56,6 +56,10 @@ if (tooOld) {
     (err: unknown) => {
       process.stderr.write(`cloak: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
+      // A daemon that failed half way through its start may have left servers listening (the
+      // CSI socket before a bad --registration-dir or a taken --health-listen port); they
+      // would keep a half-started process alive. A moment for log lines to drain, then exit.
+      setTimeout(() => process.exit(1), 500).unref();
     },
   );
 }

@@ -42,8 +42,8 @@ export interface KubeletRegistrationOptions {
  * backoff (removed and re-created, which kubelet's watcher sees as a new plugin): kubelet does
  * not retry a failed registration by itself, and node-driver-registrar gets the same retry by
  * exiting, which here would stop the whole plugin. A socket removed from under the plugin is
- * re-created by the readiness check. stop() removes the socket, so kubelet deregisters the
- * driver while the plugin is down.
+ * re-created by the readiness check, which also retries an offer that failed. stop() removes
+ * the socket, so kubelet deregisters the driver while the plugin is down.
  */
 export class KubeletRegistration {
   readonly socketPath: string;
@@ -73,11 +73,14 @@ export class KubeletRegistration {
     return this.status;
   }
 
-  /** Readiness: kubelet registered the plugin. Re-creates the socket if it vanished. */
+  /**
+   * Readiness: kubelet registered the plugin. Re-creates the socket if it vanished, and tries
+   * again when a re-offer failed (no server then): each probe is the next attempt.
+   */
   readonly check: HealthCheck = {
     name: "kubelet-registration",
     check: async () => {
-      if (!this.stopped && this.server && !(await isSocket(this.socketPath))) {
+      if (!this.stopped && (!this.server || !(await isSocket(this.socketPath)))) {
         this.options.log.warn({ socket: this.socketPath }, "the registration socket is gone; offering it to kubelet again");
         await this.reoffer();
       }

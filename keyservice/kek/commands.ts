@@ -22,6 +22,7 @@ rewrap re-encrypts ${WRAPPED_FILE} under the KMS's current key (after a KEK rota
        anyway). The master secret does not change: every volume keeps its key.
        --cluster-id binds the blob to this cluster: the key service (--cluster-id) refuses a blob
        wrapped for another. --secret works in the cluster (the rewrap Job) or with --kubeconfig.
+       Each KMS call waits up to 10 s for the plugin to listen on --kms.
 `;
 
 /** What `--kms` and `--cluster-id` say, for init, wrap and rewrap. */
@@ -49,7 +50,10 @@ export function parseKmsTarget(values: { kms?: string | undefined; "cluster-id"?
 const contextOf = (target: KmsTarget): WrapContext => ({ purpose: MASTER_SECRET_PURPOSE, clusterId: target.clusterId });
 
 async function withBackend<T>(target: KmsTarget, fn: (backend: KekBackend) => Promise<T>): Promise<T> {
-  const backend = createKmsV2Backend({ endpoint: target.endpoint, timeoutMs: 10_000 });
+  // waitForReady: in the rewrap Job the plugin is a sidecar that may not listen yet when this
+  // starts (a native sidecar counts as started once its process runs); each call waits for it
+  // up to its deadline instead of failing the Job's pod at once.
+  const backend = createKmsV2Backend({ endpoint: target.endpoint, timeoutMs: 10_000, waitForReady: true });
   try {
     return await fn(backend);
   } finally {
@@ -96,7 +100,9 @@ export interface RewrapOptions extends WrapOptions {
 export async function keysRewrap({ store, target, force }: RewrapOptions): Promise<string> {
   const text = await store.read(WRAPPED_FILE);
   if (!text) throw new InvalidArgumentError(`${store.where} holds no ${WRAPPED_FILE}; wrap the master secret first (\`cloak keys wrap\`)`);
-  if (store.isSecret && (await store.read(PLAIN_FILE))) {
+  const plain = store.isSecret ? await store.read(PLAIN_FILE) : undefined;
+  if (plain) {
+    plain.fill(0);
     throw new InvalidArgumentError(`${store.where} still holds a plain ${PLAIN_FILE}: wrapping protects nothing while it is there; remove it first`);
   }
   const old = parseEnvelope(text.toString("utf8"), `${store.where}: ${WRAPPED_FILE}`);

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { credentials, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { InvalidArgumentError } from "../../lib/errors.js";
 import { formatEndpoint, parseEndpoint } from "../../lib/grpc-server.js";
 import { loadProto } from "../../lib/proto.js";
@@ -29,13 +29,20 @@ export interface KmsV2Options {
   readonly endpoint: string;
   /** Deadline of each call; 5 s by default. */
   readonly timeoutMs?: number;
+  /**
+   * Wait, within each call's deadline, for a plugin that is not listening yet instead of
+   * failing at once. For the one-shot commands (`cloak keys init|wrap|rewrap`), whose plugin
+   * is a sidecar starting beside them (the rewrap Job's); the key service keeps the default:
+   * to it an absent plugin is an answer (not ready, retried with backoff).
+   */
+  readonly waitForReady?: boolean;
 }
 
 /**
  * A client of a Kubernetes KMS v2 plugin (proto/kms-v2.proto, the API kube-apiserver uses for
  * etcd encryption): the plugin every cloud and HSM vendor ships then works for cloak as well.
- * One long-lived channel; each call has a deadline and never waits for a connection, so that an
- * absent plugin is an answer (unavailable) and not a hang.
+ * One long-lived channel; each call has a deadline and, unless `waitForReady`, never waits for a
+ * connection, so that an absent plugin is an answer (unavailable) and not a hang.
  */
 export function createKmsV2Backend(options: KmsV2Options): KekBackend {
   const endpoint = parseEndpoint(options.endpoint);
@@ -51,9 +58,13 @@ export function createKmsV2Backend(options: KmsV2Options): KekBackend {
     "grpc.max_receive_message_length": 1 << 20,
   });
 
-  const call = <T>(operation: string, start: (deadline: Date, done: (err: ServiceError | null, value?: T) => void) => void): Promise<T> =>
+  const waitForReady = options.waitForReady ?? false;
+  const call = <T>(
+    operation: string,
+    start: (metadata: Metadata, options: { deadline: Date }, done: (err: ServiceError | null, value?: T) => void) => void,
+  ): Promise<T> =>
     new Promise((resolve, reject) => {
-      start(new Date(Date.now() + timeoutMs), (err, value) => {
+      start(new Metadata({ waitForReady }), { deadline: new Date(Date.now() + timeoutMs) }, (err, value) => {
         if (err) reject(classify(operation, where, err));
         else if (value === undefined) reject(new KekUnavailableError(`KMS ${operation} at ${where} returned nothing`));
         else resolve(value);
@@ -64,16 +75,16 @@ export function createKmsV2Backend(options: KmsV2Options): KekBackend {
     name: KMSV2_BACKEND,
     endpoint: where,
     async status(): Promise<KekStatus> {
-      const res = await call<{ version: string; healthz: string; key_id: string }>("Status", (deadline, done) =>
-        client.Status({}, { deadline }, done),
+      const res = await call<{ version: string; healthz: string; key_id: string }>("Status", (metadata, callOptions, done) =>
+        client.Status({}, metadata, callOptions, done),
       );
       const versionOk = res.version === "v2" || res.version === "v2beta1";
       const healthz = versionOk ? res.healthz : `the plugin speaks KMS API ${JSON.stringify(res.version)}, not v2`;
       return { healthy: versionOk && res.healthz === "ok" && res.key_id !== "", healthz: res.key_id === "" ? "the plugin reports no key id" : healthz, keyId: res.key_id };
     },
     async encrypt(plaintext: Buffer): Promise<WrappedKey> {
-      const res = await call<{ ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> }>("Encrypt", (deadline, done) =>
-        client.Encrypt({ plaintext, uid: randomUUID() }, { deadline }, done),
+      const res = await call<{ ciphertext: Buffer; key_id: string; annotations: Record<string, Buffer> }>("Encrypt", (metadata, callOptions, done) =>
+        client.Encrypt({ plaintext, uid: randomUUID() }, metadata, callOptions, done),
       );
       // The API's own rules (api.proto); a plugin breaking them is not one to trust with this.
       if (res.ciphertext.length === 0 || res.ciphertext.length >= 1024) {
@@ -83,10 +94,11 @@ export function createKmsV2Backend(options: KmsV2Options): KekBackend {
       return { ciphertext: Buffer.from(res.ciphertext), keyId: res.key_id, annotations: copyAnnotations(res.annotations) };
     },
     async decrypt(wrapped: WrappedKey): Promise<Buffer> {
-      const res = await call<{ plaintext: Buffer }>("Decrypt", (deadline, done) =>
+      const res = await call<{ plaintext: Buffer }>("Decrypt", (metadata, callOptions, done) =>
         client.Decrypt(
           { ciphertext: wrapped.ciphertext, key_id: wrapped.keyId, annotations: { ...wrapped.annotations }, uid: randomUUID() },
-          { deadline },
+          metadata,
+          callOptions,
           done,
         ),
       );

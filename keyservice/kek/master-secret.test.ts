@@ -50,7 +50,10 @@ class FakeKms implements KekBackend {
     this.gate();
     return Promise.resolve(this.xor(wrapped.keyId, wrapped.ciphertext));
   }
-  close(): void {}
+  closed = 0;
+  close(): void {
+    this.closed++;
+  }
 }
 
 const context = { purpose: MASTER_SECRET_PURPOSE, clusterId: "test-cluster" };
@@ -161,6 +164,33 @@ describe("the master secret under a KMS", () => {
     await holder.recheckNow();
     expect(holder.serving).toBe(true);
     expect(changes).toEqual([false, true]);
+  });
+
+  it("reports a KMS that answers with a refusal as reachable: it is there, and says no", async () => {
+    kms.down = true;
+    const holder = await open();
+    expect(holder.detail().join("\n")).toMatch(/kms: UNREACHABLE/);
+    kms.down = false;
+    kms.disabled.add("kek-1");
+    await holder.recheckNow();
+    expect(holder.serving).toBe(false);
+    const detail = holder.detail().join("\n");
+    expect(detail).toMatch(/DENIED by the KMS/);
+    expect(detail).not.toMatch(/UNREACHABLE/);
+    expect(await metric("cloak_keyservice_kms_up")).toEqual(["cloak_keyservice_kms_up 1"]);
+  });
+
+  it("closes the KMS client when the wrapped file cannot be used, as when the KMS refuses it", async () => {
+    await writeFileAtomic(file, "a file of more than thirty-two bytes that is no envelope", { mode: 0o400 });
+    await expect(open()).rejects.toThrow(/not a wrapped master secret/);
+    expect(kms.closed).toBe(1);
+    await rm(file);
+    await expect(open()).rejects.toThrow(/cannot be read \(ENOENT\)/);
+    expect(kms.closed).toBe(2);
+    await writeWrapped(secret);
+    kms.disabled.add("kek-1");
+    await expect(open()).rejects.toThrow(KekDeniedError);
+    expect(kms.closed).toBe(3);
   });
 
   it("refuses at start a blob the KMS denies, or one wrapped for another cluster", async () => {

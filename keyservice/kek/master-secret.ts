@@ -76,12 +76,15 @@ export class KmsMasterSecret {
    * not: the service starts not ready and keeps trying.
    */
   static async open(o: KmsMasterSecretOptions): Promise<KmsMasterSecret> {
-    const text = await readEnvelopeFile(o.wrappedFile);
-    const holder = new KmsMasterSecret(o, text);
+    let holder: KmsMasterSecret | undefined;
     try {
+      holder = new KmsMasterSecret(o, await readEnvelopeFile(o.wrappedFile));
       await holder.unwrap();
     } catch (err) {
-      holder.close();
+      // The backend is ours from here on, whichever step refused: a file that is not an
+      // envelope must not leave the plugin client open any more than a KMS refusal does.
+      if (holder) holder.close();
+      else o.backend.close();
       throw err;
     }
     // The first Status now, so that health, rotation and the readiness detail are known from
@@ -222,7 +225,12 @@ export class KmsMasterSecret {
     try {
       plain = await unwrapSecret(backend, context, this.envelope);
     } catch (err) {
-      if (err instanceof KekUnavailableError || err instanceof KekDeniedError) metrics.request("decrypt", err instanceof KekDeniedError ? "denied" : "unavailable");
+      if (err instanceof KekUnavailableError) metrics.request("decrypt", "unavailable");
+      if (err instanceof KekDeniedError) {
+        // A refusal is an answer: the KMS is there (the detail and kms_up say so), and says no.
+        metrics.request("decrypt", "denied");
+        this.markReachable();
+      }
       throw err;
     }
     metrics.request("decrypt", "ok");

@@ -1,12 +1,13 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { packageRoot } from "../../../lib/paths.js";
 import { cloakVersion, MIN_NODE_MAJOR } from "../../../lib/version.js";
 import { startKeyServiceHarness } from "../../keyservice-harness/index.js";
+import { createKeyDir } from "../../support/key-dir.js";
 import { metricValue } from "../../support/csi-health.js";
 
 // The built `cloak` as an operator meets it: --version, --help, the first log line of each
@@ -58,6 +59,8 @@ describe("--help", () => {
   it.each([
     [["--help"], /^usage: cloak <command>/],
     [["-h"], /^usage: cloak <command>/],
+    // Every verb of `cloak keys` is named where the commands are listed.
+    [["--help"], /keys {9}make and wrap key service files \(init \| issue \| wrap \| rewrap\)/],
     [["help"], /^usage: cloak <command>/],
     [["csi", "--help"], /^usage: cloak csi/],
     [["keyservice", "--help"], /^usage: cloak keyservice/],
@@ -66,6 +69,8 @@ describe("--help", () => {
     [["keys", "--help"], /^usage:\n {2}cloak keys init/],
     [["keys", "init", "--help"], /^usage:\n {2}cloak keys init/],
     [["keys", "issue", "-h"], /^usage:\n {2}cloak keys init/],
+    [["keys", "wrap", "--help"], /^usage:\n {2}cloak keys init[\s\S]*cloak keys wrap /],
+    [["keys", "rewrap", "-h"], /^usage:\n {2}cloak keys init[\s\S]*cloak keys rewrap /],
   ] as const)("cloak %j prints its usage on stdout and succeeds", async (args, usage) => {
     const r = await cloak(args);
     expect(r.stderr).toBe("");
@@ -108,6 +113,31 @@ describe("on a Node older than cloak needs", () => {
       expect(r.stderr).toBe(`cloak needs Node.js ${MIN_NODE_MAJOR} or newer; ${oldNode} is Node.js ${oldVersion}\n`);
     },
   );
+});
+
+describe("a daemon whose start fails half way", () => {
+  it("exits 1 with the reason, though the CSI socket was already served", async () => {
+    const dir = join(root, "half-started");
+    const keyDir = await createKeyDir(join(dir, "keys"));
+    await mkdir(join(dir, "volumes"), { recursive: true });
+    await mkdir(join(dir, "kubelet"), { recursive: true });
+    await writeFile(join(dir, "not-a-directory"), "");
+    const r = await cloak(
+      [
+        "csi",
+        "--endpoint", `unix://${join(dir, "csi.sock")}`,
+        "--node-id", "test-node",
+        "--key-dir", keyDir,
+        "--volumes-dir", join(dir, "volumes"),
+        "--allowed-path-root", join(dir, "kubelet"),
+        "--registration-dir", join(dir, "not-a-directory", "registry"),
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(r.stdout).toMatch(/"msg":"serving"/);
+    expect(r.stderr).toMatch(/^cloak: ENOTDIR: not a directory, mkdir .*not-a-directory\/registry/);
+    expect(r.code).toBe(1);
+  });
 });
 
 describe("each daemon's first log line and build info", () => {

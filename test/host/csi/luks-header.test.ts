@@ -41,7 +41,7 @@ async function newDisk(name: string): Promise<string> {
   return file;
 }
 
-/** cloak's exact format (the plugin's command builder), then `extra` flags' variant if any. */
+/** cloak's exact format, from the plugin's own command builder (csi/luks/cryptsetup.ts). */
 async function formatCloak(file: string): Promise<void> {
   await run(cryptsetup.luksFormat({ device: file, uuid: randomUUID(), passphrase, integrity: false }));
 }

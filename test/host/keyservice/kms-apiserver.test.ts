@@ -109,6 +109,9 @@ describe("cloak keys wrap and rewrap on the key service's Secret", () => {
     expect(data["salt"]).toBe(salt.toString("base64"));
     const first = parseEnvelope(Buffer.from(data["master-secret.wrapped"] ?? "", "base64").toString(), "secret");
     expect(first.keyId).toBe("kek-1");
+    // What the API serves (decrypted from etcd) holds nothing of the secret: the blob is
+    // ciphertext. (etcd itself holds the Secret encrypted by the API server's KMS provider.)
+    expect(Buffer.from(data["master-secret.wrapped"] ?? "", "base64").includes(master)).toBe(false);
     expect((await etcdValue("/registry/secrets/cloak-system/cloak-keyservice-keys")).includes(master)).toBe(false);
 
     await kms.rotate("kek-2");

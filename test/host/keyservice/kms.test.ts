@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import { parseEnvelope } from "../../../keyservice/kek/envelope.js";
 import { unwrapSecret } from "../../../keyservice/kek/wrap.js";
 import { initKeys, runCloak, startKeyServiceHarness, type KeyServiceHarness } from "../../keyservice-harness/index.js";
 import { startKmsPlugin, type KmsPlugin } from "../../kms-plugin/harness.js";
+import { metricValue } from "../../support/csi-health.js";
 import { waitFor } from "../../support/wait.js";
 
 // The key service with its master secret wrapped by a real KMS v2 plugin: Kubernetes' KMS v2
@@ -65,10 +66,8 @@ const readyz = async (ks: KeyServiceHarness) => {
   const res = await fetch(`http://127.0.0.1:${ks.metricsPort()}/readyz`);
   return { status: res.status, body: await res.text() };
 };
-const metric = async (ks: KeyServiceHarness, name: string) => {
-  const text = await (await fetch(`http://127.0.0.1:${ks.metricsPort()}/metrics`)).text();
-  return text.split("\n").filter((l) => l.startsWith(name)).join("\n");
-};
+const metric = async (ks: KeyServiceHarness, name: string, labels?: Record<string, string>) =>
+  metricValue(await (await fetch(`http://127.0.0.1:${ks.metricsPort()}/metrics`)).text(), name, labels);
 const logged = (ks: KeyServiceHarness, msg: string | RegExp) => ks.logLines().filter((l) => (typeof msg === "string" ? l["msg"] === msg : msg.test(String(l["msg"]))));
 /** Log lines are written in batches (every 200 ms): wait for one rather than look once. */
 const waitLogged = (ks: KeyServiceHarness, msg: string | RegExp) =>
@@ -119,17 +118,25 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     expect(wrapped.includes(master.toString("base64"))).toBe(false);
     expect(Buffer.from(wrapped).includes(master)).toBe(false);
 
-    const ks = await keyService();
-    expect(await keysOf(await client(ks))).toEqual(expected);
-    await waitLogged(ks, "master secret unwrapped by the KMS");
-    await ks.stop();
-    await ks.start();
-    expect(await keysOf(await client(ks))).toEqual(expected);
-    const ready = await readyz(ks);
-    expect(ready.status).toBe(200);
-    expect(ready.body).toMatch(/master secret: unwrapped at .* \(key id kek-1\)\nkms: ok \(current key id kek-1\)/);
-    // The service never looked at the plain file: only the wrapped one is on its command line.
-    expect(ks.output()).not.toContain(join(keysDir, "master-secret "));
+    // The service cannot have used the plain file: it is not there while the service runs (it
+    // is the admin's offline backup; later tests compare with it).
+    const plain = join(keysDir, "master-secret");
+    const offline = join(base, "master-secret.offline");
+    await rename(plain, offline);
+    try {
+      const ks = await keyService();
+      expect(await keysOf(await client(ks))).toEqual(expected);
+      await waitLogged(ks, "master secret unwrapped by the KMS");
+      await ks.stop();
+      await ks.start();
+      expect(await keysOf(await client(ks))).toEqual(expected);
+      const ready = await readyz(ks);
+      expect(ready.status).toBe(200);
+      expect(ready.body).toMatch(/master secret: unwrapped at .* \(key id kek-1\)\nkms: ok \(current key id kek-1\)/);
+      await stopAll();
+    } finally {
+      await rename(offline, plain);
+    }
   });
 
   it("refuses a blob wrapped for another cluster: startup fails, no key is served", async () => {
@@ -150,7 +157,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     expect(ready.status).toBe(503);
     expect(ready.body).toMatch(/^not ready\nmaster secret: not unwrapped yet; no keys are served: .*\nkms: UNREACHABLE since/);
     await expect(c.probe()).rejects.toThrow(/NOT_SERVING/);
-    expect(await metric(ks, "cloak_keyservice_master_secret_state")).toContain('cloak_keyservice_master_secret_state{state="unwrapping"} 1');
+    expect(await metric(ks, "cloak_keyservice_master_secret_state", { state: "unwrapping" })).toBe(1);
     // The refused call left its audit line, and no line anywhere carries a key.
     expect(await waitLogged(ks, "GetDataKey")).toMatchObject({ audit: true, result: "UNAVAILABLE", data_key_id: IDS[0] });
     expect(ks.logLines().every((l) => !("data_key" in l))).toBe(true);
@@ -165,7 +172,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     const ks = await keyService();
     const c = await client(ks);
     await kms.kill();
-    await waitFor("the KMS to be reported unreachable", async () => (await metric(ks, "cloak_keyservice_kms_up")).endsWith(" 0"), 10_000);
+    await waitFor("the KMS to be reported unreachable", async () => (await metric(ks, "cloak_keyservice_kms_up")) === 0, 10_000);
     // Several re-checks later it is still serving: unreachable is not a refusal.
     await new Promise((r) => setTimeout(r, 1200));
     expect(await keysOf(c)).toEqual(expected);
@@ -176,7 +183,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     await c.probe();
 
     await kms.start();
-    await waitFor("the KMS to be reported back", async () => (await metric(ks, "cloak_keyservice_kms_up")).endsWith(" 1"), 15_000);
+    await waitFor("the KMS to be reported back", async () => (await metric(ks, "cloak_keyservice_kms_up")) === 1, 15_000);
     await waitLogged(ks, "KMS reachable again");
   });
 
@@ -192,7 +199,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     expect((await readyz(ks)).body).toMatch(/master secret: DENIED by the KMS/);
     await expect(c.probe()).rejects.toThrow(/NOT_SERVING/);
     await waitLogged(ks, "the KMS denied the master secret: dropped it, no keys are served");
-    expect(await metric(ks, "cloak_keyservice_master_secret_state")).toContain('cloak_keyservice_master_secret_state{state="denied"} 1');
+    expect(await metric(ks, "cloak_keyservice_master_secret_state", { state: "denied" })).toBe(1);
 
     await kms.token("enable", "kek-1");
     await waitFor("the key service to serve again", async () => (await readyz(ks)).status === 200, 10_000);
@@ -206,7 +213,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     await copyFile(join(keysDir, "master-secret.wrapped"), old);
 
     await kms.rotate("kek-2");
-    await waitFor("the blob to be reported stale", async () => (await metric(ks, "cloak_keyservice_kms_wrapped_key_stale")).endsWith(" 1"), 10_000);
+    await waitFor("the blob to be reported stale", async () => (await metric(ks, "cloak_keyservice_kms_wrapped_key_stale")) === 1, 10_000);
     expect(await waitLogged(ks, /the KMS key rotated/)).toMatchObject({ wrappedKeyId: "kek-1", currentKeyId: "kek-2" });
     expect((await readyz(ks)).body).toMatch(/wrapped under key kek-1, the KMS now encrypts with kek-2: run `cloak keys rewrap`/);
     // Still serving, under the old key.
@@ -215,7 +222,7 @@ describe("the master secret wrapped by a KMS v2 plugin over an HSM", () => {
     const out = await runCloak(["keys", "rewrap", keysDir, "--kms", kms.endpoint, "--cluster-id", CLUSTER]);
     expect(out).toMatch(/rewrapped the master secret from KMS key kek-1 to kek-2/);
     expect(parseEnvelope(await readFile(join(keysDir, "master-secret.wrapped"), "utf8"), "f").keyId).toBe("kek-2");
-    await waitFor("the service to adopt the new blob", async () => (await metric(ks, "cloak_keyservice_kms_wrapped_key_stale")).endsWith(" 0"), 10_000);
+    await waitFor("the service to adopt the new blob", async () => (await metric(ks, "cloak_keyservice_kms_wrapped_key_stale")) === 0, 10_000);
     expect(await waitLogged(ks, "using the rewrapped master secret")).toMatchObject({ previousKeyId: "kek-1", keyId: "kek-2" });
     // A second rewrap has nothing to do.
     expect(await runCloak(["keys", "rewrap", keysDir, "--kms", kms.endpoint, "--cluster-id", CLUSTER])).toMatch(/already wrapped under the KMS's current key kek-2; nothing to do/);
