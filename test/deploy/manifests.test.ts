@@ -139,7 +139,7 @@ describe("what the design depends on", () => {
     expect(c.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
     // The V8 flags bench-netd measured netd's memory with (netd/config.ts).
     expect(c.env).toContainEqual({ name: "NODE_OPTIONS", value: NETD_NODE_OPTIONS });
-    const metricsPort = Number(NETD_DEFAULTS.metricsAddress.split(":").pop());
+    const metricsPort = NETD_DEFAULTS.metricsPort;
     expect(c.ports).toContainEqual({ name: "metrics", containerPort: metricsPort });
     expect(c.readinessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
     const state = spec.volumes?.find((v) => v.name === "state");
