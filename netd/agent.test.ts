@@ -351,3 +351,13 @@ describe("Agent", () => {
     expect(dp.strictInstalled[0]?.strict).toEqual(["10.244.0.0/16"]);
   });
 });
+
+describe("startupStrictSets", () => {
+  it("keeps the outermost prefixes of the cluster ranges and the saved ones", async () => {
+    const { startupStrictSets } = await import("./strict-state.js");
+    expect(startupStrictSets(["198.51.100.0/24"], { strict: ["198.51.100.64/26", "fd00:cd:2::/64"], local: ["198.51.100.0/26"] }, ["198.51.100.0/26"])).toEqual({
+      strict: ["198.51.100.0/24", "fd00:cd:2::/64"],
+      local: ["198.51.100.0/26"],
+    });
+  });
+});

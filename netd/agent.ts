@@ -9,6 +9,9 @@ import { plan, type Finding, type Plan } from "./plan.js";
 import { loadStrictSets, saveStrictSets, startupStrictSets, strictStateFile, type StrictSets } from "./strict-state.js";
 import type { LiveDevice } from "./tools/wg.js";
 
+/** How long after a delta that changed peers their counters are re-read. */
+const STATS_AFTER_CHANGE_MS = 1_000;
+
 export interface AgentOptions {
   readonly config: NetdConfig;
   /** Where the Nodes come from (KubeNodeSource; a fake in unit tests). */
@@ -57,7 +60,9 @@ export interface AgentStatus {
  */
 export class Agent {
   private keys: KeyPair | undefined;
-  private nodes = new Map<string, NodeInfo>();
+  private nodes: ReadonlyMap<string, NodeInfo> = new Map();
+  /** A re-read of the counters is due (debounced: a burst of changes costs one `wg show`). */
+  private statsTimer: NodeJS.Timeout | undefined;
   private current: Plan | undefined;
   private device: LiveDevice | undefined;
   private deviceAt: Date | undefined;
@@ -115,6 +120,7 @@ export class Agent {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     clearTimeout(this.retry);
+    clearTimeout(this.statsTimer);
     await this.o.nodes.stop();
     await this.running;
     this.log.info("stopped; interface, peers and routes stay in place");
@@ -168,8 +174,9 @@ export class Agent {
   }
 
   private onNodes(nodes: ReadonlyMap<string, NodeInfo>, reason: string): void {
-    // A copy: the source goes on changing its map while a reconcile plans from this one.
-    this.nodes = new Map(nodes);
+    // The source's own map, not a copy (5 000 entries per event): a reconcile plans from it
+    // synchronously, and a change that lands while it applies marks it dirty for one more pass.
+    this.nodes = nodes;
     this.schedule(reason, reason === "list" ? "full" : "delta");
   }
 
@@ -248,10 +255,14 @@ export class Agent {
       this.current = next;
       if (result.device) {
         this.setDevice(result.device);
-      } else if (result.peersChanged > 0) {
+      } else if (result.peersChanged > 0 && !this.statsTimer) {
         // A delta read nothing back: re-read the peers (all of them, O(cluster)) only when it
-        // changed some, off the change's path. Most Node events (status updates) change none.
-        setImmediate(() => void this.refreshStats());
+        // changed some, off the change's path and once per burst. Most Node events (status
+        // updates) change none.
+        this.statsTimer = setTimeout(() => {
+          this.statsTimer = undefined;
+          void this.refreshStats();
+        }, STATS_AFTER_CHANGE_MS);
       }
       if (next.strict) await this.saveStrict(next.strict);
       this.reportFindings(next);
@@ -315,7 +326,14 @@ export class Agent {
       this.log.warn("strict mode has no prefixes to protect until the first list: set --cluster-cidr to protect the cluster's pod ranges from the start");
       return;
     }
-    const outcome = await this.o.dataplane.ensureStrict(sets);
+    let outcome: "kept" | "installed";
+    try {
+      outcome = await this.o.dataplane.ensureStrict(sets);
+    } catch (err) {
+      // Not fatal: the first reconcile installs the table again, and fails (unready) until it can.
+      this.log.error({ err: (err as Error).message }, "could not install the strict table before the first list");
+      return;
+    }
     this.log.info({ strict: sets.strict.length, local: sets.local }, outcome === "kept" ? "strict table kept from the previous run" : "strict table installed before the first list");
   }
 

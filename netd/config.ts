@@ -75,6 +75,14 @@ export const DEFAULTS = {
  */
 export const NODE_OPTIONS = "--max-semi-space-size=4";
 
+/**
+ * Set by `netd run` itself (Node does not take it in NODE_OPTIONS): V8's memory-over-speed
+ * mode, whose heap grows less between collections. At 5 000 nodes netd's live heap is about
+ * 25 MB while the default let it reach 75 MB of mostly garbage before a full collection
+ * (BENCHMARKS.md, netd: peak RSS).
+ */
+export const V8_FLAGS = "--optimize-for-size";
+
 export const USAGE = `usage: cloak netd <command> [flags]
 
 commands:

@@ -1,7 +1,7 @@
 import type { Runner } from "../lib/exec.js";
 import type { Logger } from "../lib/log.js";
 import type { ApplyResult, Dataplane, Implementation } from "./backend.js";
-import { diffDevice, diffRoutes, diffRules } from "./diff.js";
+import { diffDevice, diffRouteLists, diffRoutes, diffRules } from "./diff.js";
 import type { KeyPair } from "./keys.js";
 import type { Plan } from "./plan.js";
 import * as ip from "./tools/ip.js";
@@ -152,15 +152,11 @@ export class LinuxDataplane implements Dataplane {
     const elements = wantStrict && base.strict && base.plan.strict && plan.strict ? nft.updateElements(this.strictRules(base.plan.strict), this.strictRules(plan.strict)) : undefined;
     const strictChanged = wantStrict !== base.strict || elements !== undefined;
     if (wantStrict !== base.strict) await this.applyStrict(plan, strict);
-    const previous: wg.LiveDevice = {
-      publicKey: base.publicKey,
-      listenPort: this.o.listenPort,
-      fwmark: this.o.fwmark,
-      peers: base.plan.peers.map((p) => ({ ...p, latestHandshake: 0, rxBytes: 0, txBytes: 0 })),
-    };
+    // What the last apply set stands in for the live state: nothing is read back or copied.
+    const previous = { publicKey: base.publicKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: base.plan.peers };
     const change = diffDevice(previous, { publicKey: keys.publicKey, privateKeyFile: keys.file, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: plan.peers });
     await this.setPeers(change);
-    const routeChanges = diffRoutes(base.plan.routes.map((dst) => ({ dst, dev: iface })), plan.routes, iface, table);
+    const routeChanges = diffRouteLists(base.plan.routes, plan.routes, iface, table);
     if (routeChanges.length > 0) await runner(ip.routeBatch(routeChanges));
     if (elements) await runner(elements);
     return {

@@ -1,11 +1,12 @@
 import { readFile, rm, writeFile, mkdir } from "node:fs/promises";
+import { setFlagsFromString } from "node:v8";
 import { join } from "node:path";
 import { createRunner } from "../lib/exec.js";
 import { createLogger, type Logger } from "../lib/log.js";
 import { KubeClient } from "../lib/kube/client.js";
 import { nodePath } from "../lib/kube/types.js";
 import { Agent, type AgentStatus } from "./agent.js";
-import { parseCommand, USAGE, type NetdConfig } from "./config.js";
+import { parseCommand, USAGE, V8_FLAGS, type NetdConfig } from "./config.js";
 import { LinuxDataplane } from "./dataplane.js";
 import { generateKeyPair, writeKeyFile } from "./keys.js";
 import { NetdMetrics } from "./metrics.js";
@@ -81,6 +82,9 @@ function dataplaneFor(config: NetdConfig, runner: ReturnType<typeof createRunner
 
 async function run(config: NetdConfig, logger: Logger): Promise<number> {
   if (!config.nodeName) throw new Error("no node name: set NODE_NAME (the downward API's spec.nodeName) or --node-name");
+  // netd allocates in bursts (a list, a full program) around a small live set; V8's default
+  // lets the heap grow to several times that before it collects. See V8_FLAGS.
+  setFlagsFromString(V8_FLAGS);
   const metrics = new NetdMetrics();
   const runner = metrics.countingRunner(createRunner({ logger }));
   const log = logger.child({ node: config.nodeName, iface: config.iface });

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/atomic-file.js";
-import { isPrefix, parsePrefix } from "./cidr.js";
+import { isPrefix, outermostPrefixes, parsePrefix } from "./cidr.js";
 
 /**
  * What strict mode drops, kept in the state directory (a hostPath) so that a restarted or
@@ -46,6 +46,6 @@ export function saveStrictSets(path: string, sets: StrictSets): Promise<void> {
  * with this node's own pod CIDRs as the last run (or a direct read of this Node) knew them.
  */
 export function startupStrictSets(clusterCIDRs: readonly string[], saved: StrictSets | undefined, local: readonly string[]): StrictSets {
-  const strict = [...new Set([...clusterCIDRs.map((c) => parsePrefix(c).text), ...(saved?.strict ?? [])])].sort();
+  const strict = outermostPrefixes([...clusterCIDRs.map((c) => parsePrefix(c).text), ...(saved?.strict ?? [])]);
   return { strict, local: [...new Set(local.map((c) => parsePrefix(c).text))].sort() };
 }
