@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../lib/atomic-file.js";
 import { isPrefix, outermostPrefixes, parsePrefix } from "./cidr.js";
+import { readStateFile } from "./keys.js";
 
 /**
  * What strict mode drops, kept in the state directory (a hostPath) so that a restarted or
@@ -22,13 +22,8 @@ export function strictStateFile(stateDir: string): string {
 
 /** undefined when there is no file yet; throws on a file that does not hold prefix lists. */
 export async function loadStrictSets(path: string): Promise<StrictSets | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
+  const text = await readStateFile(path);
+  if (text === undefined) return undefined;
   const doc = JSON.parse(text) as { strict?: unknown; local?: unknown };
   const list = (v: unknown, what: string): string[] => {
     if (!Array.isArray(v) || !v.every((p): p is string => typeof p === "string" && isPrefix(p))) throw new Error(`${path}: ${what} is not a list of prefixes`);
