@@ -110,7 +110,8 @@ describe("what the design depends on", () => {
     const ks = parseKeyServiceArgs(ksArgs);
     const [netdCmd, ...netdArgs] = args(podSpec(netd()), "netd");
     expect(netdCmd).toBe("netd");
-    expect(parseNetdCommand(netdArgs, env)).toMatchObject({ command: "run", config: { nodeName: "n1" } });
+    // Strict by default, serving on the node's address (status.hostIP), never on 0.0.0.0.
+    expect(parseNetdCommand(netdArgs, { ...env, NODE_IP: "192.0.2.11" })).toMatchObject({ command: "run", config: { nodeName: "n1", strict: true, metricsAddress: "192.0.2.11:9478" } });
 
     // The plugin reaches the key service's Service, and the name it checks is in the
     // certificate the cert-manager overlay issues (`cloak keys init` issues the same names).
@@ -136,9 +137,10 @@ describe("what the design depends on", () => {
     expect(c.securityContext?.privileged).toBeFalsy();
     expect(c.securityContext?.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN"] });
     expect(c.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
+    expect(c.env).toContainEqual({ name: "NODE_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } });
     // The V8 flags bench-netd measured netd's memory with (netd/config.ts).
     expect(c.env).toContainEqual({ name: "NODE_OPTIONS", value: NETD_NODE_OPTIONS });
-    const metricsPort = Number(NETD_DEFAULTS.metricsAddress.split(":").pop());
+    const metricsPort = NETD_DEFAULTS.metricsPort;
     expect(c.ports).toContainEqual({ name: "metrics", containerPort: metricsPort });
     expect(c.readinessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
     const state = spec.volumes?.find((v) => v.name === "state");
