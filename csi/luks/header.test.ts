@@ -92,37 +92,77 @@ describe("headers cryptsetup wrote, read as luksDump reads them", () => {
   });
 });
 
-describe("headers whose copies are damaged or differ: cryptsetup picks one and repairs, cloak refuses", () => {
+describe("headers whose copies are damaged or differ: cloak takes the copy cryptsetup uses, and checks every valid copy", () => {
   it.each([
     ["primary-checksum", /primary LUKS2 header \(at byte 0\) fails its sha256 checksum/, "secondary"],
     ["checksum-field", /primary LUKS2 header \(at byte 0\) fails its sha256 checksum/, "secondary"],
     ["primary-edited", /primary LUKS2 header \(at byte 0\) fails its sha256 checksum/, "secondary"],
     ["secondary-checksum", /secondary LUKS2 header \(at byte 16384\) fails its sha256 checksum/, "primary"],
     ["no-secondary", /secondary LUKS2 header \(at byte 16384\) is missing/, "primary"],
-    ["stale-secondary", /headers differ \(seqid "4" and "3"; label "in-use" and "fresh"\)/, "primary"],
-    ["stale-primary", /headers differ \(seqid "3" and "4"; label "fresh" and "in-use"\)/, "secondary"],
-    ["swapped-secondary-newer", /headers differ \(seqid "3" and "5"; JSON metadata\)/, "secondary"],
-  ])("%s: refused (%s); cryptsetup used the %s copy and rewrote the other", (name, problem, used) => {
-    const verdict = headerVerdict(area(name));
-    expect(verdict.violations.join("; ")).toMatch(problem);
-    expect(verdict.violations.at(-1)).toMatch(/cloak never repairs a LUKS2 header: .* `cryptsetup repair`/);
-
+    ["stale-secondary", /secondary LUKS2 header is older than the primary \(seqid "4" and "3"; label "in-use" and "fresh"\)/, "primary"],
+    ["stale-primary", /primary LUKS2 header is older than the secondary \(seqid "3" and "4"; label "fresh" and "in-use"\)/, "secondary"],
+  ])("%s (what an interrupted write leaves): accepted, as cryptsetup uses the %s copy and rewrites the other", (name, problem, used) => {
     const saw = cryptsetupSaw(name);
     expect(saw).toMatchObject({ exitCode: 0, repaired: true });
     expect(saw.metadata).toEqual(copyJson(area(name), used === "primary" ? 0 : 16384, 16384));
+
+    const result = parseHeaderArea(area(name));
+    if (!result.ok) throw new Error(`${name}: ${result.problems.join("; ")}`);
+    expect(result.header.copy).toBe(used);
+    expect(result.header.metadata).toEqual(saw.metadata);
+    expect(result.problems.join("; ")).toMatch(problem);
+    expect(headerVerdict(area(name))).toEqual({ violations: [], integrity: false });
   });
 
-  it("swapped-secondary-newer: cryptsetup would have opened the newer cipher_null secondary", () => {
+  it("swapped-secondary-newer: refused, because cryptsetup would open the newer copy, which is cipher_null", () => {
     const saw = cryptsetupSaw("swapped-secondary-newer");
     expect(checkHeader(saw.metadata).violations.join()).toMatch(/cipher_null/);
+    const result = parseHeaderArea(area("swapped-secondary-newer"));
+    expect(result).toMatchObject({ ok: true, header: { copy: "secondary", seqid: 5n } });
+    expect(headerVerdict(area("swapped-secondary-newer")).violations.join("; ")).toMatch(/segment cipher is "cipher_null-ecb"/);
+  });
+
+  it("refuses a valid copy that fails the policy even when cryptsetup would use the other one", () => {
+    // The stale-secondary pair with the roles swapped: the newer primary is cipher_null.
+    const bytes = Buffer.from(area("swapped-secondary-newer"));
+    const primary = Buffer.from(bytes.subarray(0, 16384));
+    const secondary = Buffer.from(bytes.subarray(16384, 32768));
+    // Each copy keeps its own magic and offset; only what they share moves across.
+    const swapped = Buffer.concat([primary, secondary]);
+    secondary.copy(swapped, 4096, 4096, 16384);
+    primary.copy(swapped, 16384 + 4096, 4096, 16384);
+    for (const [start, end] of [[16, 24], [24, 72], [208, 256]] as const) {
+      secondary.copy(swapped, start, start, end);
+      primary.copy(swapped, 16384 + start, start, end);
+    }
+    rechecksum(swapped, 0);
+    rechecksum(swapped, 16384);
+    const result = parseHeaderArea(swapped);
+    expect(result).toMatchObject({ ok: true, header: { copy: "primary", seqid: 5n } });
+    const violations = headerVerdict(swapped).violations.join("; ");
+    expect(violations).toMatch(/segment cipher is "cipher_null-ecb"/);
+    const older = Buffer.from(swapped);
+    older.writeBigUInt64BE(2n, 16);
+    rechecksum(older, 0);
+    expect(parseHeaderArea(older)).toMatchObject({ ok: true, header: { copy: "secondary", seqid: 3n } });
+    expect(headerVerdict(older).violations.join("; ")).toMatch(/the primary \(older\) copy: segment cipher is "cipher_null-ecb"/);
   });
 
   it("swapped-secondary-same-seqid: refused, where luksDump showed only the good primary and left the cipher_null secondary in place", () => {
-    expect(headerVerdict(area("swapped-secondary-same-seqid")).violations.join("; ")).toMatch(/headers differ \(JSON metadata\)/);
+    expect(headerVerdict(area("swapped-secondary-same-seqid")).violations.join("; ")).toMatch(
+      /headers differ \(JSON metadata\), which no interrupted write by cryptsetup leaves behind/,
+    );
     const saw = cryptsetupSaw("swapped-secondary-same-seqid");
     expect(saw).toMatchObject({ exitCode: 0, repaired: false });
     expect(checkHeader(saw.metadata)).toEqual({ violations: [], integrity: false });
     expect(copyJson(area("swapped-secondary-same-seqid"), 16384, 16384)).toMatchObject({ segments: { "0": { encryption: "cipher_null-ecb" } } });
+  });
+
+  it("refuses two valid copies of different volumes", () => {
+    const bytes = Buffer.from(area("stale-secondary"));
+    bytes.write("00000000-0000-4000-8000-000000000000", 16384 + 168, "latin1");
+    rechecksum(bytes, 16384);
+    expect(headerVerdict(bytes).violations.join("; ")).toMatch(/headers differ \(.*UUID .*\), which no interrupted write/);
   });
 
   it("refuses LUKS1, which luksDump --dump-json-metadata does not read either", () => {
@@ -146,19 +186,33 @@ describe("the rules cryptsetup applies to each copy", () => {
     expect(headerVerdict(plain.subarray(0, 24576)).violations[0]).toBe("the secondary LUKS2 header (at byte 16384) is cut short: the device ends inside it");
   });
 
-  it("refuses a header size cryptsetup never writes, and a copy moved from its place", () => {
+  it("refuses a primary with a header size cryptsetup never writes (no known place for the secondary)", () => {
     const size = Buffer.from(plain);
     size.writeBigUInt64BE(20000n, 8);
     expect(headerVerdict(size).violations[0]).toMatch(/primary LUKS2 header \(at byte 0\) has header size 20000, not one of cryptsetup's/);
-    const moved = Buffer.from(plain);
-    moved.writeBigUInt64BE(4096n, 16384 + 256);
-    expect(headerVerdict(rechecksum(moved, 16384)).violations[0]).toMatch(/secondary LUKS2 header \(at byte 16384\) records offset 4096/);
   });
 
-  it("refuses a checksum algorithm other than sha256", () => {
+  /** What parseHeaderArea says of the copies, whether or not it found one to use. */
+  const problems = (bytes: Buffer): string => parseHeaderArea(bytes).problems.join("; ");
+
+  it("does not use a copy moved from its place, and refuses when neither copy is usable", () => {
+    const moved = rechecksum(Buffer.from(plain), 16384);
+    moved.writeBigUInt64BE(4096n, 16384 + 256);
+    rechecksum(moved, 16384);
+    expect(problems(moved)).toMatch(/secondary LUKS2 header \(at byte 16384\) records offset 4096/);
+    expect(parseHeaderArea(moved)).toMatchObject({ ok: true, header: { copy: "primary" } });
+    moved.writeBigUInt64BE(4096n, 256);
+    rechecksum(moved, 0);
+    expect(headerVerdict(moved).violations[0]).toMatch(/primary LUKS2 header \(at byte 0\) records offset 4096/);
+  });
+
+  it("does not use a copy with a checksum algorithm other than sha256, and refuses when both have one", () => {
     const other = Buffer.from(plain);
     other.write("sha512\0", 72, "latin1");
-    expect(headerVerdict(other).violations[0]).toMatch(/has checksum algorithm "sha512"; cloak's headers use sha256/);
+    expect(problems(other)).toMatch(/primary LUKS2 header \(at byte 0\) has checksum algorithm "sha512"; cloak's headers use sha256/);
+    expect(parseHeaderArea(other)).toMatchObject({ ok: true, header: { copy: "secondary" } });
+    other.write("sha512\0", 16384 + 72, "latin1");
+    expect(headerVerdict(other).violations.join("; ")).toMatch(/secondary LUKS2 header \(at byte 16384\) has checksum algorithm "sha512"/);
   });
 
   const text = (plain.subarray(4096, plain.indexOf(0, 4096))).toString("utf8");

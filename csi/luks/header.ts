@@ -10,18 +10,16 @@ import { checkHeader, type HeaderVerdict } from "./policy.js";
  * compared. Pure: a function of the bytes at the start of the device (header-read.ts reads them).
  *
  * Where the copies are not both valid and equal, cryptsetup picks one and rewrites the other
- * the next time it loads the header (every `open`, `luksDump`, `config`): a damaged copy is
- * restored from the valid one, and of two valid copies it uses the one with the higher seqid;
- * with equal seqids it uses the primary and leaves a differing secondary alone. cloak refuses
- * all of these instead:
- * - it checks the policy on one set of metadata, and would have to predict which copy the
- *   `cryptsetup open` that follows uses, and that its JSON validation (which can discard a
- *   copy cloak accepted) agrees; two equal copies leave nothing to predict;
- * - the checksums are unkeyed: they catch damage and torn writes, but anyone can write a copy
- *   that checks out (a newer secondary with `cipher_null` is valid, and cryptsetup would use it);
- * - a refusal changes nothing on the disk, and an operator can decide. The price: a node that
- *   dies in the milliseconds between cryptsetup's two header writes (format, label change)
- *   leaves its volume refused until `cryptsetup repair` (which keeps the newer copy) is run.
+ * the next time it writes the header: a damaged copy is restored from the valid one, and of two
+ * valid copies it uses the one with the higher seqid. That is also how it survives its own
+ * interrupted writes (each update writes one copy, then the other, with the seqid raised), so a
+ * node that died during a label change or a format must not leave the volume refused. cloak
+ * therefore takes the copy cryptsetup will use, and requires EVERY valid copy to pass the
+ * policy: the checksums are unkeyed (anyone who can write the disk can write a copy that checks
+ * out, such as a newer secondary with `cipher_null`), and a copy cryptsetup might open — by its
+ * choice or after a repair — must never be one cloak would refuse. Refused outright, as no
+ * interrupted write by cryptsetup produces them: two valid copies of different volumes
+ * (UUIDs), and two valid copies that differ under the same seqid.
  */
 
 /** The binary header: magic, counters, labels, salt, checksum; the JSON area follows it. */
@@ -54,6 +52,8 @@ const SHA256_BYTES = 32;
 type Which = "primary" | "secondary";
 
 export interface Luks2Header {
+  /** Which copy this is. */
+  readonly copy: Which;
   readonly hdrSize: number;
   readonly seqid: bigint;
   readonly label: string;
@@ -64,7 +64,15 @@ export interface Luks2Header {
 }
 
 export type HeaderParse =
-  | { readonly ok: true; readonly header: Luks2Header }
+  | {
+      readonly ok: true;
+      /** The copy cryptsetup uses. */
+      readonly header: Luks2Header;
+      /** Every valid copy, `header` first; one when the copies are equal or the other is damaged. */
+      readonly copies: readonly Luks2Header[];
+      /** What is wrong with the other copy, if anything: cryptsetup rewrites it at its next write. */
+      readonly problems: readonly string[];
+    }
   | { readonly ok: false; readonly problems: readonly string[] };
 
 /**
@@ -85,26 +93,48 @@ export function parseHeaderArea(area: Uint8Array): HeaderParse {
   const primary = parseCopy(bytes, 0, "primary");
   if (!isLuks2(bytes)) return { ok: false, problems: primary.problems };
   // Without a sound primary binary header there is no size, and so no known place for the
-  // secondary (cryptsetup would then scan every possible offset for it): nothing to compare.
-  const secondary = primary.located ? parseCopy(bytes, primary.hdrSize, "secondary") : undefined;
-  const problems = [...primary.problems, ...(secondary?.problems ?? [])];
-  if (problems.length === 0 && primary.located && primary.header && secondary?.located && secondary.header) {
-    const difference = differences(bytes, primary.header, secondary.header);
-    if (difference.length === 0) return { ok: true, header: primary.header };
-    problems.push(
-      `the primary and secondary LUKS2 headers differ (${difference.join("; ")}): cryptsetup would use one and overwrite the other, cloak does not choose`,
-    );
+  // secondary (cryptsetup would then scan every possible offset for it): refused.
+  if (!primary.located) return { ok: false, problems: primary.problems };
+  const secondary = parseCopy(bytes, primary.hdrSize, "secondary");
+  const problems = [...primary.problems, ...secondary.problems];
+  // A device too small to hold both copies is no interrupted write: cryptsetup never made it.
+  if (bytes.length < 2 * primary.hdrSize) return { ok: false, problems };
+  const valid = [primary, secondary].flatMap((c) => (c.located && c.header ? [c.header] : []));
+  const [first, second] = valid;
+  if (!first) return { ok: false, problems: [...problems, REPAIR_HINT] };
+  if (!second) return { ok: true, header: first, copies: [first], problems };
+  const difference = differences(bytes, first, second);
+  if (difference.length === 0) return { ok: true, header: first, copies: [first], problems };
+  if (first.uuid !== second.uuid || first.seqid === second.seqid) {
+    return {
+      ok: false,
+      problems: [`the primary and secondary LUKS2 headers differ (${difference.join("; ")}), which no interrupted write by cryptsetup leaves behind`, REPAIR_HINT],
+    };
   }
-  problems.push(
-    "cloak never repairs a LUKS2 header: find out why it changed, then restore a header backup or let `cryptsetup repair` rewrite the damaged or older copy",
-  );
-  return { ok: false, problems };
+  const [newer, older] = first.seqid > second.seqid ? [first, second] : [second, first];
+  return {
+    ok: true,
+    header: newer,
+    copies: [newer, older],
+    problems: [`the ${older.copy} LUKS2 header is older than the ${newer.copy} (${difference.join("; ")}): an interrupted header write, which cryptsetup completes at its next write`],
+  };
 }
 
-/** The policy verdict on a header's bytes: its structure first, then checkHeader on its JSON. */
+const REPAIR_HINT =
+  "cloak never repairs a LUKS2 header: find out why it changed, then restore a header backup or let `cryptsetup repair` rewrite the damaged or older copy";
+
+/**
+ * The policy verdict on a header's bytes: its structure first, then checkHeader on the JSON of
+ * every valid copy (see above: whichever cryptsetup opens must pass).
+ */
 export function headerVerdict(area: Uint8Array): HeaderVerdict {
   const parsed = parseHeaderArea(area);
-  return parsed.ok ? checkHeader(parsed.header.metadata) : { violations: parsed.problems, integrity: false };
+  if (!parsed.ok) return { violations: parsed.problems, integrity: false };
+  const [used, other] = parsed.copies.map((copy) => checkHeader(copy.metadata));
+  const verdict = used ?? { violations: [], integrity: false };
+  if (!other || other.violations.length === 0) return verdict;
+  const older = parsed.copies[1]?.copy ?? "older";
+  return { ...verdict, violations: [...verdict.violations, ...other.violations.map((v) => `the ${older} (older) copy: ${v}`)] };
 }
 
 type CopyParse =
@@ -148,6 +178,7 @@ function parseCopy(bytes: Buffer, offset: number, which: Which): CopyParse {
     hdrSize: size,
     problems: [],
     header: {
+      copy: which,
       hdrSize: size,
       seqid: bytes.readBigUInt64BE(offset + FIELD.seqid[0]),
       label: text(bytes, offset, FIELD.label),

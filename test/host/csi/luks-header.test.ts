@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, open, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -101,7 +101,9 @@ describe("freshly formatted headers: the in-process reading equals luksDump's", 
     if (!parsed.ok) throw new Error(parsed.problems.join("; "));
     const dumped = await luksDumpJson(file);
     expect(parsed.header.metadata).toEqual(dumped);
-    const { metadata: _, ...fields } = parsed.header;
+    const { metadata: _, copy, ...fields } = parsed.header;
+    expect(copy).toBe("primary");
+    expect(parsed.problems).toEqual([]);
     expect(fields).toEqual(await luksDumpFields(file));
     expect(headerVerdict(await readHeaderArea(file))).toEqual(checkHeader(dumped));
   });
@@ -147,19 +149,22 @@ describe("on a loop device, through LuksDevices", () => {
   });
 });
 
-describe("damaged or differing copies on a real device: refused until `cryptsetup repair`", () => {
-  it("a damaged secondary: refused; cryptsetup repair restores it, and the header is accepted again", async () => {
+describe("damaged or differing copies on a real device: what an interrupted write leaves does not wedge the volume", () => {
+  it("a damaged secondary: the primary is used, as cryptsetup uses it, and cryptsetup's next load restores the secondary", async () => {
     const file = await newDisk("damaged");
     await formatCloak(file);
     const handle = await open(file, "r+");
     await handle.write(Buffer.from([0xff]), 0, 1, 16384 + 200);
     await handle.close();
-    expect(headerVerdict(await readHeaderArea(file)).violations[0]).toMatch(/secondary LUKS2 header \(at byte 16384\) fails its sha256 checksum/);
-    await run({ file: "cryptsetup", args: ["repair", "--batch-mode", file] });
+    const parsed = parseHeaderArea(await readHeaderArea(file));
+    expect(parsed).toMatchObject({ ok: true, header: { copy: "primary" } });
+    expect(parsed.problems.join("; ")).toMatch(/secondary LUKS2 header \(at byte 16384\) fails its sha256 checksum/);
     expect(headerVerdict(await readHeaderArea(file))).toEqual({ violations: [], integrity: false });
+    await run({ file: "cryptsetup", args: ["repair", "--batch-mode", file] });
+    expect(parseHeaderArea(await readHeaderArea(file))).toMatchObject({ ok: true, problems: [] });
   });
 
-  it("a label change cut off between the two copies: refused; cryptsetup repair keeps the newer copy", async () => {
+  it("a label change cut off between the two copies: the newer copy is used, and it is the one cryptsetup keeps", async () => {
     const file = await newDisk("torn-label");
     await formatCloak(file);
     const before = (await readFile(file)).subarray(0, 32768);
@@ -167,9 +172,27 @@ describe("damaged or differing copies on a real device: refused until `cryptsetu
     const handle = await open(file, "r+");
     await handle.write(before, 16384, 16384, 16384); // the secondary as it was before the change
     await handle.close();
-    expect(headerVerdict(await readHeaderArea(file)).violations[0]).toMatch(/headers differ \(seqid "4" and "3"; label "in-use" and "fresh"\)/);
+    const parsed = parseHeaderArea(await readHeaderArea(file));
+    expect(parsed).toMatchObject({ ok: true, header: { copy: "primary", label: "in-use", seqid: 4n } });
+    expect(parsed.problems.join("; ")).toMatch(/secondary LUKS2 header is older than the primary \(seqid "4" and "3"; label "in-use" and "fresh"\)/);
+    expect(headerVerdict(await readHeaderArea(file))).toEqual({ violations: [], integrity: false });
     await run({ file: "cryptsetup", args: ["repair", "--batch-mode", file] });
-    const repaired = parseHeaderArea(await readHeaderArea(file));
-    expect(repaired).toMatchObject({ ok: true, header: { label: "in-use", seqid: 4n } });
+    expect(parseHeaderArea(await readHeaderArea(file))).toMatchObject({ ok: true, problems: [], header: { label: "in-use", seqid: 4n } });
+  });
+
+  it("two valid copies that differ under one seqid (no interrupted write does that): refused", async () => {
+    const file = await newDisk("same-seqid");
+    await formatCloak(file);
+    const area = await readFile(file);
+    const handle = await open(file, "r+");
+    // The secondary's label field changed and its checksum recomputed: valid, same seqid, different.
+    const secondary = Buffer.from(area.subarray(16384, 32768));
+    secondary.fill(0, 24, 72);
+    secondary.write("in-use", 24, "latin1");
+    secondary.fill(0, 448, 512);
+    createHash("sha256").update(secondary).digest().copy(secondary, 448);
+    await handle.write(secondary, 0, secondary.length, 16384);
+    await handle.close();
+    expect(headerVerdict(await readHeaderArea(file)).violations[0]).toMatch(/headers differ \(label "fresh" and "in-use"\), which no interrupted write/);
   });
 });
