@@ -205,7 +205,16 @@ interface ImageBuild {
 describe("the image built without Docker (make image) and the Dockerfile's", () => {
   const stage = runtimeStage(dockerfile);
   const script = join(packageRoot(), "scripts/image/build.sh");
-  const config = async () => JSON.parse((await testRunner()({ file: script, args: ["--print-config"] })).stdout) as ImageBuild;
+  // Each asked once for the whole block (a shell and jq under load, a scan of the 230 MB archive).
+  let configOnce: Promise<ImageBuild> | undefined;
+  const config = () => (configOnce ??= testRunner()({ file: script, args: ["--print-config"] }).then((r) => JSON.parse(r.stdout) as ImageBuild));
+  let builtOnce: Promise<{ archive: string; image: OciImage }> | undefined;
+  const built = () =>
+    (builtOnce ??= (async () => {
+      const archive = (await testRunner()({ file: script, args: ["--print-path"] })).stdout.trim();
+      if (!existsSync(archive)) throw new Error(`no ${archive}: run make image (test-deploy depends on it)`);
+      return { archive, image: await readOciArchive(archive) };
+    })());
 
   it("install the same Debian packages, and the same Node", async () => {
     const c = await config();
@@ -223,9 +232,14 @@ describe("the image built without Docker (make image) and the Dockerfile's", () 
     const nodeNeeds = new Set(owners.stdout.split("\n").filter(Boolean).map((l) => l.split(":")[0] ?? ""));
     for (const extra of c.baseExtras) expect(nodeNeeds, `${extra}: a base-image package Node needs`).toContain(extra);
     // The built image's Debian layer (the archive's first) has every one of them installed.
-    const archive = (await testRunner()({ file: script, args: ["--print-path"] })).stdout.trim();
-    const status = await (await readOciArchive(archive)).layerFile(0, "var/lib/dpkg/status");
-    const installed = new Set([...status.matchAll(/^Package: (\S+)\nStatus: install ok installed$/gm)].map((m) => m[1]));
+    const status = await (await built()).image.layerFile(0, "var/lib/dpkg/status");
+    // One stanza per package; fields such as Protected: may come between Package: and Status:.
+    const installed = new Set(
+      status
+        .split(/\n\n+/)
+        .filter((stanza) => /^Status: install ok installed$/m.test(stanza))
+        .map((stanza) => /^Package: (\S+)$/m.exec(stanza)?.[1]),
+    );
     expect([...nodeNeeds].filter((p) => !installed.has(p))).toEqual([]);
     for (const p of c.packages) expect(installed, `${p} in the image`).toContain(p);
   }, 120_000);
@@ -248,9 +262,7 @@ describe("the image built without Docker (make image) and the Dockerfile's", () 
   });
 
   it("and the archive make image wrote holds that configuration", async () => {
-    const archive = (await testRunner()({ file: script, args: ["--print-path"] })).stdout.trim();
-    expect(existsSync(archive), `${archive} (make image; test-deploy depends on it)`).toBe(true);
-    const { index, manifest, config: image } = await readOciArchive(archive);
+    const { index, manifest, config: image } = (await built()).image;
     const c = await config();
     expect(index.manifests[0]?.annotations["io.containerd.image.name"]).toBe(c.name);
     expect(image.config.Entrypoint).toEqual(c.entrypoint);
