@@ -19,6 +19,9 @@ import { RecordStore } from "./disk/local/record-store.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
+import { kubernetesLineage, NO_LINEAGE } from "./keys/lineage.js";
+import { KubeApi } from "../lib/kube-api/client.js";
+import { loadKubeConnection } from "../lib/kube-api/connection.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { createNodeService } from "./node/node-service.js";
 import { VolumeLocks } from "./volume-locks.js";
@@ -47,6 +50,10 @@ export async function main(argv: string[]): Promise<number> {
   services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
 
   if (serves("controller")) {
+    const lineage =
+      config.keyLineage === "kubernetes"
+        ? kubernetesLineage({ api: new KubeApi(await loadKubeConnection({ kubeconfig: config.kubeconfig }), "cloak-csi"), logger: log.child({ scope: "key-lineage" }) })
+        : NO_LINEAGE;
     const controller = createControllerService({
       nodeId: config.nodeId,
       disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
@@ -55,6 +62,8 @@ export async function main(argv: string[]): Promise<number> {
       luks,
       locks,
       log,
+      lineage,
+      driverName: config.driverName,
     });
     services.push({
       definition: csi.Controller.service,

@@ -9,6 +9,7 @@ import type { ProtoGrpcType as HealthProto } from "../proto/gen/health.js";
 import type { ProtoGrpcType as KeyServiceProto } from "../proto/gen/keyservice.js";
 import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
 import { openAllowSource } from "./allow-source.js";
+import { startKubernetesAuthorizer, type Authorizer } from "./authz/authorizer.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
@@ -85,6 +86,14 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
       );
     }
 
+    // Before anything listens: no decision is ever made on caches that have not listed.
+    let authorizer: Authorizer | undefined;
+    if (config.authz.mode === "kubernetes") {
+      const started = await startKubernetesAuthorizer({ config: config.authz, logger });
+      authorizer = started;
+      cleanups.push(() => started.stop());
+    }
+
     const health = new HealthStatus([KEY_SERVICE_NAME]);
     const keyProto = loadProto<KeyServiceProto>("keyservice.proto");
     const healthProto = loadProto<HealthProto>("health.proto");
@@ -102,6 +111,7 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
         allowList: () => allow.current(),
         audit,
         observe: (result, seconds) => metrics.observe(result, seconds),
+        authorizer,
       }),
       quietCallLog,
     );
