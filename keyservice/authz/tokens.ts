@@ -97,10 +97,8 @@ export class TokenVerifier {
     const id = createHash("sha256").update(token).digest("base64");
     const now = this.now();
     const hit = this.cache.get(id);
-    if (hit && hit.until > now) {
-      if (hit.review.ok && hit.review.expiresAt !== undefined && hit.review.expiresAt <= now) return { ok: false, reason: "the token has expired" };
-      return hit.review;
-    }
+    // An entry never outlives its token (see below), so an expired token is always reviewed again.
+    if (hit && hit.until > now) return hit.review;
     if (hit) this.cache.delete(id);
     const pending = this.inflight.get(id);
     if (pending) return pending;
