@@ -96,7 +96,7 @@ export class Reflector<P> {
   private async list(): Promise<void> {
     const items = new Map<string, P>();
     let continueToken: string | undefined;
-    let resourceVersion = "";
+    let resourceVersion: string;
     do {
       const page = await this.o.api.listPage(this.o.path, {
         limit: this.o.pageSize ?? LIST_PAGE_SIZE,
