@@ -1,19 +1,17 @@
 import { experimental } from "@grpc/grpc-js";
 import { masterKeyObject, readKeyMaterial } from "../lib/data-key.js";
-import { toGrpcHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, type Endpoint, type RunningServer } from "../lib/grpc-server.js";
 import type { Logger } from "../lib/log.js";
 import { loadProto } from "../lib/proto.js";
 import { TlsFileWatcher } from "../lib/tls-files.js";
 import type { ProtoGrpcType as HealthProto } from "../proto/gen/health.js";
 import type { ProtoGrpcType as KeyServiceProto } from "../proto/gen/keyservice.js";
-import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
 import { openAllowSource } from "./allow-source.js";
 import { startKubernetesAuthorizer, type Authorizer } from "./authz/authorizer.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
-import { keyServiceHandlers } from "./service.js";
+import { keyServiceImplementation } from "./service.js";
 
 export const KEY_SERVICE_NAME = "cloak.keyservice.v1.KeyService";
 
@@ -35,6 +33,8 @@ export interface StartKeyServiceOptions {
   readonly logger: Logger;
   /** The audit trail; the operational logger when unset. */
   readonly audit?: Logger;
+  /** false: no per-request metrics (only bench/keyservice's cost profile turns them off). */
+  readonly requestMetrics?: boolean;
 }
 
 /**
@@ -98,23 +98,16 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
     const keyProto = loadProto<KeyServiceProto>("keyservice.proto");
     const healthProto = loadProto<HealthProto>("health.proto");
     const keyDefinition = keyProto.cloak.keyservice.v1.KeyService.service;
-    // The audit line is this service's one line per request; the generic per-call line of
-    // toGrpcHandlers would repeat it, so that logger reports only internal errors.
-    const quietCallLog = logger.child({}, { level: "error" });
-    const implementation = toGrpcHandlers<KeyServiceHandlers>(
-      KEY_SERVICE_NAME,
-      keyDefinition,
-      keyServiceHandlers({
-        masterSecret,
-        salt,
-        authMode: config.tls ? "mtls" : "insecure-dev",
-        allowList: () => allow.current(),
-        audit,
-        observe: (result, seconds) => metrics.observe(result, seconds),
-        authorizer,
-      }),
-      quietCallLog,
-    );
+    // The audit line is this service's one line per request (no generic per-call line).
+    const implementation = keyServiceImplementation({
+      masterSecret,
+      salt,
+      authMode: config.tls ? "mtls" : "insecure-dev",
+      allowList: () => allow.current(),
+      audit,
+      ...(options.requestMetrics === false ? {} : { observe: (result: string, seconds: number) => metrics.observe(result, seconds) }),
+      authorizer,
+    });
     const credentials = watcher
       ? // grpc-js names these parameters the other way round; each provider serves both roles here.
         experimental.createCertificateProviderServerCredentials(watcher, watcher, true)

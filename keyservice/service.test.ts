@@ -1,11 +1,11 @@
-import { status as GrpcStatus, type ServerUnaryCall } from "@grpc/grpc-js";
+import { Metadata, status as GrpcStatus, type ServerUnaryCall, type ServiceError } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { deriveDataKey } from "../lib/data-key.js";
-import { toGrpcStatus } from "../lib/errors.js";
-import type { CallContext } from "../lib/grpc-handler.js";
 import { createLogger } from "../lib/log.js";
 import { compileAllowList } from "./authz.js";
-import { keyServiceHandlers, type AuthMode } from "./service.js";
+import type { GetDataKeyRequest__Output } from "../proto/gen/cloak/keyservice/v1/GetDataKeyRequest.js";
+import type { GetDataKeyResponse } from "../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
+import { keyServiceImplementation, type AuthMode } from "./service.js";
 
 const master = Buffer.alloc(32, 1);
 const salt = Buffer.alloc(32, 2);
@@ -15,7 +15,7 @@ function harness(authMode: AuthMode = "mtls") {
   const lines: Record<string, unknown>[] = [];
   const audit = createLogger({ component: "keyservice", level: "info", destination: { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) } });
   const observed: [string, number][] = [];
-  const handlers = keyServiceHandlers({
+  const handlers = keyServiceImplementation({
     masterSecret: master,
     salt,
     authMode,
@@ -23,15 +23,17 @@ function harness(authMode: AuthMode = "mtls") {
     audit,
     observe: (result, seconds) => observed.push([result, seconds]),
   });
+  /** One call as grpc-js makes it (without a session, so peerOf() reads the auth context). */
   const request = (subjectaltname: string | undefined, data_key_id: string, length: number) =>
-    handlers.GetDataKey!({ data_key_id, length }, {
-      signal: new AbortController().signal,
-      log: audit,
-      call: {
+    new Promise<GetDataKeyResponse>((resolve, reject) => {
+      const call = {
+        request: { data_key_id, length },
+        metadata: new Metadata(),
         getAuthContext: () => (subjectaltname === undefined ? {} : { transportSecurityType: "ssl", sslPeerCertificate: { subjectaltname, subject: { CN: "x" } } }),
         getPeer: () => "127.0.0.1:5555",
-      } as unknown as ServerUnaryCall<unknown, unknown>,
-    } as CallContext);
+      } as unknown as ServerUnaryCall<GetDataKeyRequest__Output, GetDataKeyResponse>;
+      handlers.GetDataKey(call, (err, value) => (err ? reject(err as ServiceError) : resolve(value as GetDataKeyResponse)));
+    });
   const call = (subjectaltname: string) => request(subjectaltname, "vol-1", 32);
   return { lines, observed, call, request };
 }
@@ -41,7 +43,7 @@ const codeOf = async (p: Promise<unknown>): Promise<string> => {
     await p;
     return "OK";
   } catch (err) {
-    return GrpcStatus[toGrpcStatus(err).code];
+    return GrpcStatus[(err as ServiceError).code];
   }
 };
 
