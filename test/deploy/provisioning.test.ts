@@ -455,8 +455,11 @@ describe("provisioning through the real external-provisioner, external-resizer a
     const refused = await kubectl(["create", "-f", "-"], { input: record(NODE), kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
     expect(refused.stderr).toMatch(new RegExp(`the node plugin on ${NODE2} may not write the key of another node \\(${NODE}\\)`));
     await kubectl(["create", "-f", "-"], { input: record(NODE), kubeconfig: stack(NODE).kubeconfig });
-    const patched = await kubectl(["patch", "cloakkey", other, "--type=merge", "-p", '{"spec":{"volumes":[]}}'], { kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
-    expect(patched.stderr).toMatch(/may not write the key of another node/);
+    // An update (what the controller's compare-and-swap sends) from n2: refused by the policy.
+    const current = JSON.parse((await kubectl(["get", "cloakkey", other, "-o", "json"])).stdout) as { spec: Record<string, unknown> };
+    const emptied = JSON.stringify({ ...current, spec: { ...current.spec, volumes: [] } });
+    const replaced = await kubectl(["replace", "-f", "-"], { input: emptied, kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
+    expect(replaced.stderr).toMatch(/may not write the key of another node/);
     // ... nor delete one: RBAC gives the plugins no delete.
     const deleted = await kubectl(["delete", "cloakkey", other], { kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
     expect(deleted.stderr).toMatch(/forbidden/);
