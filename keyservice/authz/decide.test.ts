@@ -148,6 +148,19 @@ describe("authorizeKey", () => {
     expect(authorizeKey(v, "n1", K1)).toMatchObject({ allowed: false, reason: expect.stringMatching(/1 PV\(s\) name it but its record does not list them/) });
   });
 
+  it("refuses a handle two PVs claim: a PV made by hand to borrow another volume's key", () => {
+    const v = view({
+      pvs: [pv("real", { keyId: K1, claim: "apps/a", handle: "vol-x" }), pv("forged", { keyId: K1, claim: "apps/f", handle: "vol-x" })],
+      pvcs: [pvc("apps/a", "real"), pvc("apps/f", "forged")],
+      pods: [pod("apps", "owner", { node: "n1", claims: ["a"] }), pod("apps", "thief", { node: "n2", claims: ["f"] })],
+      keys: [key(K1, { volumes: ["vol-x"] })],
+    });
+    expect(authorizeKey(v, "n2", K1)).toMatchObject({ allowed: false, reason: expect.stringMatching(/2 PVs share a volume handle: refused as ambiguous/) });
+    expect(authorizeKey(v, "n1", K1).allowed).toBe(false);
+    v.pvSink.remove("forged");
+    expect(authorizeKey(v, "n1", K1).allowed).toBe(true);
+  });
+
   it("does not follow a claim the PV is not bound to, or a finished pod", () => {
     const v = view({
       pvs: [pv("pv-a", { keyId: K1, claim: "apps/a" })],

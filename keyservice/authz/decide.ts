@@ -55,7 +55,7 @@ export function checkCaller(view: VolumeHolders, caller: TokenCaller, nodeServic
 /**
  * Node `node` may have key `keyId` only while a volume carrying it is meant to be there: the
  * key's lineage record exists, is not revoked, and lists a PV of its driver whose
- * volumeAttributes name the key; and that PV is bound to a claim a pod on the node uses (the
+ * volumeAttributes name the key (and no other PV claims the same volume handle); and that PV is bound to a claim a pod on the node uses (the
  * graph the Node authorizer walks for Secrets), or is attached to the node (attach-required
  * drivers), or — for a node-local disk source — lives on the node by its affinity.
  */
@@ -66,9 +66,18 @@ export function authorizeKey(view: VolumeHolders, node: string, keyId: string): 
   if (key.revoked) return deny(`key ${keyId} was revoked at ${key.revokedAt ?? "an earlier time"}: its last volume and snapshot were deleted`, false);
   const carriers: string[] = [];
   let unlisted = 0;
-  for (const pv of view.volumesWithKey(keyId)) {
+  const pvs = [...view.volumesWithKey(keyId)];
+  // Two PVs with one handle: one of them was made by hand to borrow the other's key. Neither counts.
+  const handles = new Map<string, number>();
+  for (const pv of pvs) handles.set(pv.handle, (handles.get(pv.handle) ?? 0) + 1);
+  let ambiguous = 0;
+  for (const pv of pvs) {
     if (pv.driver !== key.driver || !key.volumes.has(pv.handle)) {
       unlisted++;
+      continue;
+    }
+    if ((handles.get(pv.handle) ?? 0) > 1) {
+      ambiguous++;
       continue;
     }
     carriers.push(pv.name);
@@ -83,7 +92,9 @@ export function authorizeKey(view: VolumeHolders, node: string, keyId: string): 
     if (key.node === node && pv.nodes.includes(node)) return { allowed: true, via: `${pv.name} is a local volume of ${node}` };
   }
   if (carriers.length === 0) {
-    const more = unlisted > 0 ? ` (${unlisted} PV(s) name it but its record does not list them)` : "";
+    const more =
+      (unlisted > 0 ? ` (${unlisted} PV(s) name it but its record does not list them)` : "") +
+      (ambiguous > 0 ? ` (${ambiguous} PVs share a volume handle: refused as ambiguous)` : "");
     return deny(`no PersistentVolume of driver ${key.driver} carries key ${keyId}${more}`, true);
   }
   return deny(`node ${node} holds none of the volumes with key ${keyId} (${carriers.slice(0, 5).join(", ")}${carriers.length > 5 ? ", …" : ""})`, true);
