@@ -85,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
 
   const server = await startGrpcServer({ endpoint: config.endpoint, logger: log, services });
   log.info(
-    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: "local" },
+    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, keyLineage: config.keyLineage, diskSource: "local" },
     "cloak CSI plugin started",
   );
   stopOnSignals([server, { stop: () => keys.close() }], log);
