@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { createLogger } from "../../lib/log.js";
 import { formatEndpoint } from "../../lib/grpc-server.js";
 import { parseKeyServiceArgs } from "../../keyservice/config.js";
+import { LineBatcher } from "../../keyservice/log-batch.js";
 import { startKeyService } from "../../keyservice/server.js";
 
 export const VARIANTS = ["no-audit", "no-metrics", "no-audit-no-metrics"] as const;
@@ -22,8 +23,9 @@ async function main(): Promise<void> {
   const [variant, ...argv] = process.argv.slice(2);
   if (!(VARIANTS as readonly string[]).includes(variant ?? "")) throw new Error(`usage: variant-server ${VARIANTS.join("|")} <keyservice args>`);
   const config = parseKeyServiceArgs(argv);
-  // The same asynchronous, batched stdout as `cloak keyservice` (keyservice/main.ts).
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 200 } as Parameters<typeof pino.destination>[0]);
+  // The same batched, asynchronous stdout as `cloak keyservice` (keyservice/main.ts).
+  const stream = pino.destination({ dest: 1, sync: false });
+  const destination = new LineBatcher(stream, { maxBytes: 16_384, maxDelayMs: 200 });
   const logger = createLogger({ component: "keyservice", destination });
   const audit = variant?.includes("no-audit")
     ? createLogger({ component: "keyservice", level: "silent", redact: false })
@@ -32,7 +34,8 @@ async function main(): Promise<void> {
   logger.info({ endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, variant }, "key service ready");
   process.once("SIGTERM", () => {
     void service.stop().then(() => {
-      destination.flushSync();
+      destination.close();
+      stream.flushSync();
       process.exit(0);
     });
   });
