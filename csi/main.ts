@@ -19,9 +19,7 @@ import { RecordStore } from "./disk/local/record-store.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
-import { kubernetesLineage, NO_LINEAGE } from "./keys/lineage.js";
-import { KubeApi } from "../lib/kube-api/client.js";
-import { loadKubeConnection } from "../lib/kube-api/connection.js";
+import { NO_LINEAGE, type KeyLineage } from "./keys/lineage.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { createNodeService } from "./node/node-service.js";
 import { VolumeLocks } from "./volume-locks.js";
@@ -50,10 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
 
   if (serves("controller")) {
-    const lineage =
-      config.keyLineage === "kubernetes"
-        ? kubernetesLineage({ api: new KubeApi(await loadKubeConnection({ kubeconfig: config.kubeconfig }), "cloak-csi"), logger: log.child({ scope: "key-lineage" }) })
-        : NO_LINEAGE;
+    const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
     const controller = createControllerService({
       nodeId: config.nodeId,
       disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
@@ -90,4 +85,14 @@ export async function main(argv: string[]): Promise<number> {
   );
   stopOnSignals([server, { stop: () => keys.close() }], log);
   return new Promise<number>(() => undefined);
+}
+
+/** The lineage in the Kubernetes API; its client is loaded only when it is used. */
+async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
+  const [{ kubernetesLineage }, { KubeApi }, { loadKubeConnection }] = await Promise.all([
+    import("./keys/lineage.js"),
+    import("../lib/kube-api/client.js"),
+    import("../lib/kube-api/connection.js"),
+  ]);
+  return kubernetesLineage({ api: new KubeApi(await loadKubeConnection({ kubeconfig }), "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

@@ -7,7 +7,7 @@ import { TlsFileWatcher } from "../lib/tls-files.js";
 import type { ProtoGrpcType as HealthProto } from "../proto/gen/health.js";
 import type { ProtoGrpcType as KeyServiceProto } from "../proto/gen/keyservice.js";
 import { openAllowSource } from "./allow-source.js";
-import { startKubernetesAuthorizer, type Authorizer } from "./authz/authorizer.js";
+import type { Authorizer } from "./authz/authorizer.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
@@ -89,6 +89,8 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
     // Before anything listens: no decision is ever made on caches that have not listed.
     let authorizer: Authorizer | undefined;
     if (config.authz.mode === "kubernetes") {
+      // Loaded only here: a service without it never loads the Kubernetes client.
+      const { startKubernetesAuthorizer } = await import("./authz/authorizer.js");
       const started = await startKubernetesAuthorizer({ config: config.authz, logger });
       authorizer = started;
       cleanups.push(() => started.stop());

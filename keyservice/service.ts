@@ -7,7 +7,8 @@ import type { GetDataKeyRequest__Output } from "../proto/gen/cloak/keyservice/v1
 import type { GetDataKeyResponse } from "../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
 import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
 import type { AllowList } from "./authz.js";
-import { AuthzRefusal, type Authorizer } from "./authz/authorizer.js";
+import type { Authorizer } from "./authz/authorizer.js";
+import { AuthzRefusal } from "./authz/refusal.js";
 import { bearerToken } from "./authz/tokens.js";
 import { identityNames } from "./identity.js";
 import { peerOf } from "./peer.js";

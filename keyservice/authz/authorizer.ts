@@ -8,13 +8,10 @@ import { ClusterView } from "./cluster-view.js";
 import type { AuthzConfig } from "./config.js";
 import { authorizeKey, checkCaller, type Refusal } from "./decide.js";
 import { projectAttachment, projectKey, projectPod, projectPv, projectPvc } from "./projections.js";
+import { AuthzRefusal, type NodeCaller } from "./refusal.js";
 import { apiTokenReviewer, TokenVerifier, type TokenReviewer } from "./tokens.js";
 
-/** Who the token proved is calling: what the audit line names. */
-export interface NodeCaller {
-  readonly node: string;
-  readonly pod: string;
-}
+export { AuthzRefusal, type NodeCaller };
 
 /**
  * Per-node, per-volume authorisation over the caches: `identify` turns a bearer token into the
@@ -28,16 +25,6 @@ export interface Authorizer {
   authorize(caller: NodeCaller, keyId: string): Promise<string>;
   readonly view: ClusterView;
   stop(): Promise<void>;
-}
-
-/** A refusal that knows who asked, for the audit line. */
-export class AuthzRefusal extends Error {
-  constructor(
-    readonly error: UnauthenticatedError | PermissionDeniedError,
-    readonly caller: Partial<NodeCaller>,
-  ) {
-    super(error.message);
-  }
 }
 
 export interface AuthorizerParts {
