@@ -6,6 +6,9 @@
  *              TLS, at 1 and 64 concurrent callers;
  *   profile  — where cloak's extra CPU per call goes: the service with its audit line, its
  *              per-request metrics, or both turned off (bench/keyservice/variant-server.ts);
+ *   components — the CPU per call of each piece (derivation, audit line, metrics, allow-list,
+ *              token review cache, authorisation decision at 10 000 PVs and 20 000 pods), in
+ *              process (bench/keyservice/components.ts): what the shared machine's load moves least;
  *   authz    — per-node authorisation on, with 10 000 PVs (claims, CloakKeys) and 20 000 pods
  *              in a real API server and so in the service's caches, against authorisation off.
  *
@@ -33,7 +36,7 @@ import { populate, type Populated } from "./populate.js";
 import type { Variant } from "./variant-server.js";
 
 const P = {
-  sections: listFromEnv("CLOAK_BENCH_KEYSERVICE_SECTIONS", ["baseline", "profile", "authz"]),
+  sections: listFromEnv("CLOAK_BENCH_KEYSERVICE_SECTIONS", ["baseline", "profile", "components", "authz"]),
   rounds: intFromEnv("CLOAK_BENCH_KEYSERVICE_ROUNDS", 3),
   durationMs: intFromEnv("CLOAK_BENCH_KEYSERVICE_DURATION_MS", 5000),
   warmupMs: intFromEnv("CLOAK_BENCH_KEYSERVICE_WARMUP_MS", 1000),
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
       await alternate("profile", [baseline, cloak, ...variants], [64]);
       for (const v of variants) await v.stop();
     }
+    const components = P.sections.includes("components") ? await runComponents() : undefined;
     const cloakPeakRssMb = (await procStats(cloak.pid)).peakRssMb;
     const baselinePeakRssMb = (await procStats(baseline.pid)).peakRssMb;
 
@@ -160,7 +164,7 @@ async function main(): Promise<void> {
     const answered = runs.filter((r) => r.server === "cloak").reduce((sum, r) => sum + r.result.answered, 0);
     const auditLines = (await logLines(cloak.logFile)).filter((l) => l["msg"] === "GetDataKey").length;
 
-    const result = await report({ date, runtimeSeconds: (performance.now() - started) / 1000, runs, cloakPeakRssMb, baselinePeakRssMb, answered, auditLines, authz });
+    const result = await report({ date, runtimeSeconds: (performance.now() - started) / 1000, runs, cloakPeakRssMb, baselinePeakRssMb, answered, auditLines, authz, components });
     process.stdout.write(renderResult(result));
     process.stdout.write(`wrote ${await writeResult(result)}\n`);
   } finally {
@@ -191,6 +195,7 @@ async function report(o: {
   answered: number;
   auditLines: number;
   authz: { populated: Populated; server: Server; rssAfterSyncMb: number; peakRssMb: number; sizes: Record<string, unknown> } | undefined;
+  components: Record<string, number> | undefined;
 }): Promise<BenchResult> {
   const { runs } = o;
   const tables: Table[] = [];
@@ -237,6 +242,22 @@ async function report(o: {
         `audit line ≈ ${round(cpu("cloak") - cpu("no-audit"), 1)} µs/call, request metrics ≈ ${round(cpu("cloak") - cpu("no-metrics"), 1)} µs/call, ` +
           `the rest (handler, allow-list, gRPC wrapper) ≈ ${round(cpu("no-audit-no-metrics") - base, 1)} µs/call over the baseline`,
       ],
+    });
+  }
+  if (o.components) {
+    const c = o.components;
+    const rows: [string, string][] = [
+      ["derive", "HKDF-SHA256 of the key (the baseline does it too)"],
+      ["audit", "the audit line (pino, batched, to /dev/null)"],
+      ["metrics", "request counter and latency histogram"],
+      ["allow-list", "matching the certificate identity"],
+      ["token", "the node token's cached review (SHA-256 + lookup)"],
+      ["authorize", `token + caller check + key decision at ${P.volumes} PVs, ${P.pods} pods`],
+    ];
+    tables.push({
+      title: "CPU per call of each piece, in process (200 000 calls each)",
+      columns: ["piece", "what", "µs/call"],
+      rows: rows.map(([id, what]) => [id, what, round(c[id] ?? Number.NaN, 2)]),
     });
   }
   if (o.authz) {
@@ -288,6 +309,7 @@ async function report(o: {
       answered: o.answered,
       cloakPeakRssMb: o.cloakPeakRssMb,
       baselinePeakRssMb: o.baselinePeakRssMb,
+      components: o.components,
       authz: o.authz && {
         startMs: o.authz.server.startMs,
         rssAfterSyncMb: o.authz.rssAfterSyncMb,
@@ -297,6 +319,18 @@ async function report(o: {
       },
     },
   };
+}
+
+/** bench/keyservice/components.ts in its own process, with the servers' Node flags. */
+async function runComponents(): Promise<Record<string, number>> {
+  const proc = spawn(process.execPath, [...P.nodeFlags, join(distDir, "components.js")], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  proc.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+  const code = await new Promise<number | null>((r) => proc.once("exit", (c) => r(c)));
+  if (code !== 0) throw new Error(`the component benchmark exited ${code}`);
+  const parsed = JSON.parse(out.trim()) as { microsecondsPerCall: Record<string, number> };
+  process.stderr.write(`components: ${JSON.stringify(parsed.microsecondsPerCall)}\n`);
+  return parsed.microsecondsPerCall;
 }
 
 /** Spawns a server with the benchmark's Node flags, stdout to `logFile`, until it says it is ready. */

@@ -7,8 +7,8 @@ import { TokenVerifier, type Review } from "./tokens.js";
 
 const NODE_SA = "cloak-system/cloak-csi-node";
 const K = "11111111-1111-4111-8111-111111111111";
-const plugin: PodView = { uid: "u1", namespace: "cloak-system", name: "csi-n1", node: "n1", serviceAccount: NODE_SA, finished: false, claims: [] };
-const app: PodView = { uid: "u2", namespace: "apps", name: "web", node: "n1", serviceAccount: "apps/default", finished: false, claims: ["apps/data"] };
+const plugin: PodView = { uid: "u1", namespace: "cloak-system", name: "csi-n1", node: "n1", finished: false, claims: [] };
+const app: PodView = { uid: "u2", namespace: "apps", name: "web", node: "n1", finished: false, claims: ["apps/data"] };
 const pv: PvView = { name: "pv-1", driver: "csi.cloak.dev", handle: "vol-1", keyId: K, claim: "apps/data", nodes: [] };
 const key: KeyView = { keyId: K, driver: "csi.cloak.dev", node: undefined, volumes: new Set(["vol-1"]), snapshots: 0, revoked: false, revokedAt: undefined };
 

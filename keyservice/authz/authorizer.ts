@@ -43,10 +43,18 @@ export function createAuthorizer(parts: AuthorizerParts): Authorizer {
   const maxWaiting = parts.maxWaiting ?? 256;
   let waiting = 0;
 
-  /** Decides now; a refusal that the caches catching up could turn is decided again as they change, up to graceMs. */
-  const settle = async <D extends { readonly allowed: true } | Refusal>(decide: () => D): Promise<D> => {
-    let decision = decide();
+  /**
+   * Decides now; a refusal that the caches catching up could turn is decided again as they
+   * change, up to graceMs. Synchronous (no promise, no microtask) unless it has to wait.
+   */
+  const settle = <D extends { readonly allowed: true } | Refusal>(decide: () => D): D | Promise<D> => {
+    const decision = decide();
     if (decision.allowed || !decision.settling || graceMs === 0 || waiting >= maxWaiting) return decision;
+    return wait(decide, decision);
+  };
+
+  const wait = async <D extends { readonly allowed: true } | Refusal>(decide: () => D, first: D): Promise<D> => {
+    let decision = first;
     waiting++;
     const deadline = performance.now() + graceMs;
     try {
@@ -74,16 +82,19 @@ export function createAuthorizer(parts: AuthorizerParts): Authorizer {
       if (bearer === undefined) {
         throw new AuthzRefusal(new UnauthenticatedError("no token: the node plugin must send its projected service-account token (--keyservice-token)"), {});
       }
-      const review = await verifier.verify(bearer);
+      const reviewed = verifier.verify(bearer);
+      const review = reviewed instanceof Promise ? await reviewed : reviewed;
       if (!review.ok) throw new AuthzRefusal(new UnauthenticatedError(review.reason), {});
       const caller = review.caller;
       const pod = `${caller.serviceAccount.split("/")[0] ?? ""}/${caller.podName}`;
-      const check = await settle(() => checkCaller(view, caller, nodeServiceAccount));
+      const checked = settle(() => checkCaller(view, caller, nodeServiceAccount));
+      const check = checked instanceof Promise ? await checked : checked;
       if (!check.allowed) return refuse(check, { pod, ...(caller.node ? { node: caller.node } : {}) });
       return { node: check.node, pod: check.pod };
     },
     async authorize(caller, keyId) {
-      const decision = await settle(() => authorizeKey(view, caller.node, keyId));
+      const decided = settle(() => authorizeKey(view, caller.node, keyId));
+      const decision = decided instanceof Promise ? await decided : decided;
       if (!decision.allowed) return refuse(decision, caller);
       return decision.via;
     },

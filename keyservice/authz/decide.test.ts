@@ -89,13 +89,12 @@ describe("projections", () => {
       namespace: "apps",
       name: "web",
       node: "n1",
-      serviceAccount: "apps/default",
       finished: false,
       claims: ["apps/data", "apps/web-scratch"],
     });
     // Pods without claims are dropped, except the node plugin's own; unscheduled pods always.
     expect(projectPod(pod("apps", "nginx", { node: "n1" }), NODE_SA)).toBeUndefined();
-    expect(projectPod(pod("cloak-system", "csi-x", { node: "n1", sa: "cloak-csi-node" }), NODE_SA)?.serviceAccount).toBe(NODE_SA);
+    expect(projectPod(pod("cloak-system", "csi-x", { node: "n1", sa: "cloak-csi-node" }), NODE_SA)?.name).toBe("csi-x");
     expect(projectPod(pod("apps", "pending", { claims: ["data"] }), NODE_SA)).toBeUndefined();
     expect(projectAttachment({ spec: { attacher: "wrapped.cloak.dev", nodeName: "n2", source: { persistentVolumeName: "p" } } }, DRIVERS)).toEqual({ pv: "p", node: "n2" });
     expect(projectAttachment({ spec: { attacher: "other", nodeName: "n2", source: { persistentVolumeName: "p" } } }, DRIVERS)).toBeUndefined();

@@ -1,4 +1,5 @@
 import type { VolumeHolders } from "./cluster-view.js";
+import { hasMember, type PvView } from "./projections.js";
 
 /**
  * The authorisation decisions, pure: given what the caches say (VolumeHolders), may this caller
@@ -66,17 +67,16 @@ export function authorizeKey(view: VolumeHolders, node: string, keyId: string): 
   if (key.revoked) return deny(`key ${keyId} was revoked at ${key.revokedAt ?? "an earlier time"}: its last volume and snapshot were deleted`, false);
   const carriers: string[] = [];
   let unlisted = 0;
-  const pvs = [...view.volumesWithKey(keyId)];
-  // Two PVs with one handle: one of them was made by hand to borrow the other's key. Neither counts.
-  const handles = new Map<string, number>();
-  for (const pv of pvs) handles.set(pv.handle, (handles.get(pv.handle) ?? 0) + 1);
   let ambiguous = 0;
+  const pvs = view.volumesWithKey(keyId);
+  const shared = sharedHandles(pvs);
   for (const pv of pvs) {
-    if (pv.driver !== key.driver || !key.volumes.has(pv.handle)) {
+    if (pv.driver !== key.driver || !hasMember(key.volumes, pv.handle)) {
       unlisted++;
       continue;
     }
-    if ((handles.get(pv.handle) ?? 0) > 1) {
+    // Two PVs with one handle: one of them was made by hand to borrow the other's key. Neither counts.
+    if (shared?.has(pv.handle)) {
       ambiguous++;
       continue;
     }
@@ -86,8 +86,8 @@ export function authorizeKey(view: VolumeHolders, node: string, keyId: string): 
         if (pod.node === node && !pod.finished) return { allowed: true, via: `pod ${pod.namespace}/${pod.name} uses claim ${pv.claim} bound to ${pv.name}` };
       }
     }
-    for (const attached of view.attachedNodes(pv.name)) {
-      if (attached === node) return { allowed: true, via: `${pv.name} is attached to ${node}` };
+    for (const va of view.attachmentsOf(pv.name)) {
+      if (va.node === node) return { allowed: true, via: `${pv.name} is attached to ${node}` };
     }
     if (key.node === node && pv.nodes.includes(node)) return { allowed: true, via: `${pv.name} is a local volume of ${node}` };
   }
@@ -98,4 +98,16 @@ export function authorizeKey(view: VolumeHolders, node: string, keyId: string): 
     return deny(`no PersistentVolume of driver ${key.driver} carries key ${keyId}${more}`, true);
   }
   return deny(`node ${node} holds none of the volumes with key ${keyId} (${carriers.slice(0, 5).join(", ")}${carriers.length > 5 ? ", …" : ""})`, true);
+}
+
+/** Handles that more than one of `pvs` carries; undefined (nothing to allocate) for one PV. */
+function sharedHandles(pvs: readonly PvView[]): Set<string> | undefined {
+  if (pvs.length < 2) return undefined;
+  const seen = new Set<string>();
+  let shared: Set<string> | undefined;
+  for (const pv of pvs) {
+    if (seen.has(pv.handle)) (shared ??= new Set()).add(pv.handle);
+    seen.add(pv.handle);
+  }
+  return shared;
 }

@@ -28,7 +28,6 @@ export interface PodView {
   readonly namespace: string;
   readonly name: string;
   readonly node: string;
-  readonly serviceAccount: string;
   /** Succeeded or Failed: its containers run no more. */
   readonly finished: boolean;
   /** The claims its volumes use, `namespace/name` (generic ephemeral volumes included). */
@@ -40,11 +39,21 @@ export interface AttachmentView {
   readonly node: string;
 }
 
+/**
+ * A key's volumes: a plain array when few (most keys have one to a handful, and an array of
+ * one costs a fraction of a Set), a Set when many (a golden image cloned a thousand times).
+ */
+export type Members = readonly string[] | ReadonlySet<string>;
+
+export function hasMember(members: Members, id: string): boolean {
+  return members instanceof Set ? members.has(id) : (members as readonly string[]).includes(id);
+}
+
 export interface KeyView {
   readonly keyId: string;
   readonly driver: string;
   readonly node: string | undefined;
-  readonly volumes: ReadonlySet<string>;
+  readonly volumes: Members;
   readonly snapshots: number;
   readonly revoked: boolean;
   readonly revokedAt: string | undefined;
@@ -103,7 +112,6 @@ export function projectPod(pod: Obj, keepServiceAccount: string): PodView | unde
   const uid = str(metadata["uid"]);
   const node = str(spec["nodeName"]);
   if (!namespace || !name || !uid || !node) return undefined;
-  const serviceAccount = `${namespace}/${str(spec["serviceAccountName"]) ?? "default"}`;
   const claims: string[] = [];
   for (const volume of arr(spec["volumes"])) {
     const v = obj(volume);
@@ -112,9 +120,10 @@ export function projectPod(pod: Obj, keepServiceAccount: string): PodView | unde
     // A generic ephemeral volume's claim is named <pod>-<volume> (KEP 1698).
     else if (v["ephemeral"] !== undefined && str(v["name"])) claims.push(`${namespace}/${name}-${String(v["name"])}`);
   }
-  if (claims.length === 0 && serviceAccount !== keepServiceAccount) return undefined;
+  // Its service account is not kept: a token bound to the pod was issued for the pod's own.
+  if (claims.length === 0 && `${namespace}/${str(spec["serviceAccountName"]) ?? "default"}` !== keepServiceAccount) return undefined;
   const phase = str(obj(pod["status"])["phase"]);
-  return { uid, namespace, name, node, serviceAccount, finished: phase === "Succeeded" || phase === "Failed", claims };
+  return { uid, namespace, name, node, finished: phase === "Succeeded" || phase === "Failed", claims };
 }
 
 /** A VolumeAttachment of one of `drivers` for a PV, or undefined. */
@@ -135,7 +144,7 @@ export function projectKey(key: Obj): KeyView | undefined {
     keyId,
     driver: spec.driver,
     node: spec.node,
-    volumes: new Set(spec.volumes),
+    volumes: spec.volumes.length > 16 ? new Set(spec.volumes) : spec.volumes,
     snapshots: spec.snapshots.length,
     revoked: spec.revoked,
     revokedAt: spec.revokedAt,
