@@ -147,7 +147,10 @@ export function keyServiceImplementation(options: KeyServiceCoreOptions): KeySer
         return;
       }
       if (authorizer) {
-        void authorised(call, callback, started, caller, authorizer);
+        authorised(call, callback, started, caller, authorizer).catch((err: unknown) =>
+          // Only finish() could throw here, after the answer went out: say so rather than crash.
+          audit.error({ err: err instanceof Error ? err.message : String(err), data_key_id: truncate(call.request.data_key_id) }, "GetDataKey failed after answering"),
+        );
         return;
       }
       let answer: { key: Buffer } | { error: unknown };
