@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../lib/errors.js";
 import { parseEndpoint, type Endpoint } from "../lib/grpc-server.js";
 import { AUTHZ_OPTIONS, AUTHZ_USAGE, parseAuthzFlags, type AuthzConfig } from "./authz/config.js";
+import { KMS_OPTIONS, KMS_USAGE, parseKmsConfig, type KmsConfig } from "./kek/config.js";
 
 /** Everything `cloak keyservice` is told on its command line, checked. */
 export interface KeyServiceConfig {
@@ -21,6 +22,8 @@ export interface KeyServiceConfig {
   readonly logLevel: string | undefined;
   /** Per-node, per-volume authorisation (keyservice/authz/config.ts). */
   readonly authz: AuthzConfig;
+  /** The master secret wrapped by a KMS (then masterSecretFile is unused); unset: a plain file. */
+  readonly kms: KmsConfig | undefined;
 }
 
 export const DEFAULTS = {
@@ -52,7 +55,7 @@ Serves per-volume data keys over mutual TLS to the clients its allow-list names.
   --drain-ms N             how long in-flight calls may finish on SIGTERM (default ${DEFAULTS.drainMs})
   --log-level LEVEL        pino level (default: $LOG_LEVEL or info)
   --insecure-dev           no TLS and no authorisation; only on a unix socket or a loopback address
-${AUTHZ_USAGE}`;
+${AUTHZ_USAGE}${KMS_USAGE}`;
 
 /** Parses and checks the command line; throws InvalidArgumentError with a message for a person. */
 export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
@@ -64,7 +67,8 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
       allowPositionals: false,
       options: {
         listen: { type: "string", default: DEFAULTS.listen },
-        "master-secret": { type: "string", default: DEFAULTS.masterSecret },
+        // No parseArgs default: --kms must know whether it was given.
+        "master-secret": { type: "string" },
         salt: { type: "string", default: DEFAULTS.salt },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
@@ -77,6 +81,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
         "log-level": { type: "string" },
         "insecure-dev": { type: "boolean", default: false },
         ...AUTHZ_OPTIONS,
+        ...KMS_OPTIONS,
       },
     }));
   } catch (err) {
@@ -101,9 +106,10 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
   if (!insecure && allow.length === 0 && allowFile === undefined) {
     throw new InvalidArgumentError("no --allow or --allow-file: no client could get a key; name the node plugin's identity");
   }
+  const kms = parseKmsConfig(values, values["master-secret"] !== undefined);
   return {
     listen,
-    masterSecretFile: values["master-secret"],
+    masterSecretFile: values["master-secret"] ?? DEFAULTS.masterSecret,
     saltFile: values.salt,
     tls: insecure
       ? undefined
@@ -119,6 +125,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
     drainMs: positiveInteger(values["drain-ms"], "--drain-ms"),
     logLevel: values["log-level"],
     authz: parseAuthzFlags(values),
+    kms,
   };
 }
 

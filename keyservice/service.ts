@@ -17,7 +17,8 @@ import { peerOf } from "./peer.js";
 export type AuthMode = "mtls" | "insecure-dev";
 
 export interface KeyServiceCoreOptions {
-  readonly masterSecret: Buffer | KeyObject;
+  /** A function when the secret may be absent (KMS mode): it throws UnavailableError then. */
+  readonly masterSecret: Buffer | KeyObject | (() => KeyObject);
   readonly salt: Buffer;
   readonly authMode: AuthMode;
   /** The allow-list in force; a function because the allow-list file may be reloaded. */
@@ -63,6 +64,8 @@ interface NodeFacts {
  */
 export function keyServiceImplementation(options: KeyServiceCoreOptions): KeyServiceHandlers {
   const { masterSecret, salt, audit, authorizer, observe } = options;
+  // KMS mode hands a function, which throws UnavailableError while the secret is not in hand.
+  const secret = typeof masterSecret === "function" ? masterSecret : (): Buffer | KeyObject => masterSecret;
   const wipe = wipeSoon();
 
   const finish = (
@@ -124,7 +127,7 @@ export function keyServiceImplementation(options: KeyServiceCoreOptions): KeySer
       const { data_key_id: keyId, length } = call.request;
       checkDataKeyRequest(keyId, length);
       facts.via = await authz.authorize(who, keyId);
-      answer = { key: deriveDataKey(masterSecret, salt, keyId, length) };
+      answer = { key: deriveDataKey(secret(), salt, keyId, length) };
     } catch (err) {
       if (err instanceof AuthzRefusal) {
         facts.node = err.caller.node;
@@ -155,7 +158,7 @@ export function keyServiceImplementation(options: KeyServiceCoreOptions): KeySer
       }
       let answer: { key: Buffer } | { error: unknown };
       try {
-        answer = { key: deriveDataKey(masterSecret, salt, call.request.data_key_id, call.request.length) };
+        answer = { key: deriveDataKey(secret(), salt, call.request.data_key_id, call.request.length) };
       } catch (err) {
         answer = { error: err };
       }
