@@ -148,10 +148,6 @@ export async function main(argv: string[]): Promise<number> {
 
 /** The lineage in the Kubernetes API; its client is loaded only when it is used. */
 async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
-  const [{ kubernetesLineage }, { KubeApi }, { loadKubeConnection }] = await Promise.all([
-    import("./keys/lineage.js"),
-    import("../lib/kube-api/client.js"),
-    import("../lib/kube-api/connection.js"),
-  ]);
-  return kubernetesLineage({ api: new KubeApi(await loadKubeConnection({ kubeconfig }), "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
+  const [{ kubernetesLineage }, { KubeClient }] = await Promise.all([import("./keys/lineage.js"), import("../lib/kube/client.js")]);
+  return kubernetesLineage({ api: await KubeClient.connect(kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

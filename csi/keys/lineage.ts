@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isKubeStatus, segment, type KubeApi } from "../../lib/kube-api/client.js";
+import { isKubeStatus, type KubeClient } from "../../lib/kube/client.js";
 import { FailedPreconditionError, UnavailableError } from "../../lib/errors.js";
 import {
   LINEAGE_GROUP,
@@ -55,13 +55,13 @@ export function memberLabel(driver: string, member: LineageMember): string {
 /** Writes before giving up on conflicts (another controller updating the same key meanwhile). */
 const MAX_ATTEMPTS = 20;
 
-export function kubernetesLineage(o: { api: KubeApi; logger: Logger }): KeyLineage {
+export function kubernetesLineage(o: { api: KubeClient; logger: Logger }): KeyLineage {
   const { api, logger } = o;
-  const path = (keyId: string): string => `${LINEAGE_PATH}/${segment(keyId)}`;
+  const path = (keyId: string): string => `${LINEAGE_PATH}/${encodeURIComponent(keyId)}`;
 
   const read = async (keyId: string, signal: AbortSignal | undefined): Promise<CloakKeyObject | undefined> => {
     try {
-      const raw = await api.request<CloakKeyObject>("GET", path(keyId), { signal });
+      const raw = await api.json<CloakKeyObject>("GET", path(keyId), { signal });
       return { ...raw, spec: parseCloakKeySpec(raw.spec) };
     } catch (err) {
       if (isKubeStatus(err, 404)) return undefined;
@@ -72,7 +72,7 @@ export function kubernetesLineage(o: { api: KubeApi; logger: Logger }): KeyLinea
   /** Compare-and-swap on resourceVersion: false when someone else wrote first. */
   const replace = async (current: CloakKeyObject, spec: CloakKeySpec, labels: Record<string, string>, signal: AbortSignal | undefined): Promise<boolean> => {
     try {
-      await api.request("PUT", path(current.metadata.name), {
+      await api.json("PUT", path(current.metadata.name), {
         body: { apiVersion: current.apiVersion, kind: current.kind, metadata: { ...current.metadata, labels }, spec },
         signal,
       });
@@ -104,7 +104,7 @@ export function kubernetesLineage(o: { api: KubeApi; logger: Logger }): KeyLinea
             revoked: false,
           };
           try {
-            await api.request("POST", LINEAGE_PATH, {
+            await api.json("POST", LINEAGE_PATH, {
               body: { apiVersion: `${LINEAGE_GROUP}/${LINEAGE_VERSION}`, kind: LINEAGE_KIND, metadata: { name: keyId, labels: { [label]: "" } }, spec },
               signal,
             });
@@ -168,7 +168,7 @@ export function kubernetesLineage(o: { api: KubeApi; logger: Logger }): KeyLinea
 
   async function findByLabel(label: string, signal: AbortSignal | undefined): Promise<string | undefined> {
     try {
-      const list = await api.request<{ items?: { metadata?: { name?: string } }[] }>("GET", LINEAGE_PATH, { query: { labelSelector: label }, signal });
+      const list = await api.json<{ items?: { metadata?: { name?: string } }[] }>("GET", LINEAGE_PATH, { query: { labelSelector: label }, signal });
       const names = (list.items ?? []).map((i) => i.metadata?.name ?? "").filter((n) => n !== "");
       if (names.length > 1) throw new FailedPreconditionError(`${names.length} key records claim the same member (${names.join(", ")})`);
       return names[0];

@@ -1,8 +1,7 @@
 import { PermissionDeniedError, UnauthenticatedError } from "../../lib/errors.js";
-import { KubeApi } from "../../lib/kube-api/client.js";
-import { loadKubeConnection } from "../../lib/kube-api/connection.js";
 import { LINEAGE_PATH } from "../../lib/key-lineage.js";
-import { Reflector } from "../../lib/kube-api/reflector.js";
+import { KubeClient } from "../../lib/kube/client.js";
+import { Reflector } from "../../lib/kube/reflector.js";
 import type { Logger } from "../../lib/log.js";
 import { ClusterView } from "./cluster-view.js";
 import type { AuthzConfig } from "./config.js";
@@ -109,39 +108,38 @@ export function createAuthorizer(parts: AuthorizerParts): Authorizer {
  */
 export async function startKubernetesAuthorizer(o: { config: AuthzConfig; logger: Logger; review?: TokenReviewer }): Promise<Authorizer> {
   const { config, logger } = o;
-  const connection = await loadKubeConnection({ kubeconfig: config.kubeconfig });
-  const api = new KubeApi(connection, "cloak-keyservice");
+  const client = await KubeClient.connect(config.kubeconfig, "cloak-keyservice");
   const view = new ClusterView();
   const drivers = new Set(config.drivers);
   const log = logger.child({ scope: "authz" });
   const reflectors = [
-    new Reflector({ api, path: "/api/v1/persistentvolumes", project: (o) => projectPv(o, drivers), sink: view.pvSink, logger: log }),
-    new Reflector({ api, path: "/api/v1/persistentvolumeclaims", project: projectPvc, sink: view.claimSink, logger: log }),
+    new Reflector({ client, path: "/api/v1/persistentvolumes", project: (o) => projectPv(o, drivers), sink: view.pvSink, logger: log }),
+    new Reflector({ client, path: "/api/v1/persistentvolumeclaims", project: projectPvc, sink: view.claimSink, logger: log }),
     // Scheduled pods only; a pod that finishes leaves the selection (the watch says DELETED).
     new Reflector({
-      api,
+      client,
       path: "/api/v1/pods",
       fieldSelector: "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
       project: (o) => projectPod(o, config.nodeServiceAccount),
       sink: view.podSink,
       logger: log,
     }),
-    new Reflector({ api, path: "/apis/storage.k8s.io/v1/volumeattachments", project: (o) => projectAttachment(o, drivers), sink: view.attachmentSink, logger: log }),
-    new Reflector({ api, path: LINEAGE_PATH, project: projectKey, sink: view.keySink, logger: log }),
+    new Reflector({ client, path: "/apis/storage.k8s.io/v1/volumeattachments", project: (o) => projectAttachment(o, drivers), sink: view.attachmentSink, logger: log }),
+    new Reflector({ client, path: LINEAGE_PATH, project: projectKey, sink: view.keySink, logger: log }),
   ];
   const stop = async (): Promise<void> => {
     await Promise.all(reflectors.map((r) => r.stop()));
-    api.close();
+    client.close();
   };
   const started = performance.now();
   for (const r of reflectors) r.start();
   try {
-    await Promise.all(reflectors.map((r) => r.synced));
+    await Promise.all(reflectors.map((r) => r.whenSynced()));
   } catch (err) {
     await stop();
     throw err;
   }
-  log.info({ source: connection.source, ms: Math.round(performance.now() - started), ...view.sizes() }, "authorisation caches synced");
-  const verifier = new TokenVerifier({ review: o.review ?? apiTokenReviewer(api), audience: config.audience });
+  log.info({ server: client.server, ms: Math.round(performance.now() - started), ...view.sizes() }, "authorisation caches synced");
+  const verifier = new TokenVerifier({ review: o.review ?? apiTokenReviewer(client), audience: config.audience });
   return createAuthorizer({ view, verifier, nodeServiceAccount: config.nodeServiceAccount, graceMs: config.graceMs, stop });
 }

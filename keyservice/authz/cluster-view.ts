@@ -1,4 +1,4 @@
-import type { ReflectorSink } from "../../lib/kube-api/reflector.js";
+import type { ReflectorSink } from "../../lib/kube/reflector.js";
 import type { AttachmentView, KeyView, PodView, PvView } from "./projections.js";
 
 /**

@@ -66,7 +66,8 @@ const arr = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
 const str = (value: unknown): string | undefined => (typeof value === "string" && value !== "" ? value : undefined);
 
 /** A PV of one of `drivers`, or undefined (every other PV is dropped). */
-export function projectPv(pv: Obj, drivers: ReadonlySet<string>): PvView | undefined {
+export function projectPv(object: unknown, drivers: ReadonlySet<string>): PvView | undefined {
+  const pv = obj(object);
   const metadata = obj(pv["metadata"]);
   const spec = obj(pv["spec"]);
   const csi = obj(spec["csi"]);
@@ -96,7 +97,8 @@ export function projectPv(pv: Obj, drivers: ReadonlySet<string>): PvView | undef
 }
 
 /** The PV a claim is bound to, or undefined for an unbound claim (not kept). */
-export function projectPvc(pvc: Obj): string | undefined {
+export function projectPvc(object: unknown): string | undefined {
+  const pvc = obj(object);
   return str(obj(pvc["spec"])["volumeName"]);
 }
 
@@ -104,7 +106,8 @@ export function projectPvc(pvc: Obj): string | undefined {
  * A pod scheduled to a node that uses a claim, or runs as `keepServiceAccount` (the node
  * plugin's pods, whose tokens are checked against them). Every other pod is dropped.
  */
-export function projectPod(pod: Obj, keepServiceAccount: string): PodView | undefined {
+export function projectPod(object: unknown, keepServiceAccount: string): PodView | undefined {
+  const pod = obj(object);
   const metadata = obj(pod["metadata"]);
   const spec = obj(pod["spec"]);
   const namespace = str(metadata["namespace"]);
@@ -127,7 +130,8 @@ export function projectPod(pod: Obj, keepServiceAccount: string): PodView | unde
 }
 
 /** A VolumeAttachment of one of `drivers` for a PV, or undefined. */
-export function projectAttachment(va: Obj, drivers: ReadonlySet<string>): AttachmentView | undefined {
+export function projectAttachment(object: unknown, drivers: ReadonlySet<string>): AttachmentView | undefined {
+  const va = obj(object);
   const spec = obj(va["spec"]);
   const attacher = str(spec["attacher"]);
   const pv = str(obj(spec["source"])["persistentVolumeName"]);
@@ -136,7 +140,8 @@ export function projectAttachment(va: Obj, drivers: ReadonlySet<string>): Attach
   return { pv, node };
 }
 
-export function projectKey(key: Obj): KeyView | undefined {
+export function projectKey(object: unknown): KeyView | undefined {
+  const key = obj(object);
   const keyId = str(obj(key["metadata"])["name"]);
   if (!keyId) return undefined;
   const spec = parseCloakKeySpec(key["spec"]);

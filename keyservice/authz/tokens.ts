@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { UnavailableError } from "../../lib/errors.js";
 import { jwtExpiry } from "../../lib/jwt.js";
-import type { KubeApi } from "../../lib/kube-api/client.js";
+import type { KubeClient } from "../../lib/kube/client.js";
 import type { TokenCaller } from "./decide.js";
 
 /**
@@ -22,15 +22,15 @@ const POD_NAME = "authentication.kubernetes.io/pod-name";
 const POD_UID = "authentication.kubernetes.io/pod-uid";
 const NODE_NAME = "authentication.kubernetes.io/node-name";
 
-export function apiTokenReviewer(api: KubeApi): TokenReviewer {
+export function apiTokenReviewer(api: KubeClient): TokenReviewer {
   return async (token, audience) => {
     let status: TokenReviewStatus;
     try {
-      const review = await api.request<{ status?: TokenReviewStatus }>("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
+      const review = await api.json<{ status?: TokenReviewStatus }>("POST", "/apis/authentication.k8s.io/v1/tokenreviews", {
         body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences: [audience] } },
         timeoutMs: 5_000,
       });
-      status = review.status ?? {};
+      status = review?.status ?? {};
     } catch (err) {
       throw new UnavailableError(`cannot verify the token: the API server did not answer the TokenReview (${(err as Error).message})`, { cause: err });
     }

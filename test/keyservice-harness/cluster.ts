@@ -2,8 +2,7 @@ import { createPrivateKey, generateKeyPairSync, sign, type KeyObject } from "nod
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { isKubeStatus, KubeApi } from "../../lib/kube-api/client.js";
-import { loadKubeConnection } from "../../lib/kube-api/connection.js";
+import { isKubeStatus, KubeClient } from "../../lib/kube/client.js";
 import { KEY_ID_CONTEXT_KEY, LINEAGE_PATH } from "../../lib/key-lineage.js";
 import { packageRoot } from "../../lib/paths.js";
 import type { ApiServer } from "../apiserver/apiserver.js";
@@ -24,7 +23,7 @@ export const AUDIENCE = "cloak-keyservice";
 
 export interface AuthzCluster {
   /** system:masters, through the small client. */
-  readonly api: KubeApi;
+  readonly api: KubeClient;
   /** A kubeconfig of the key service's service account, with the manifests' ClusterRole. */
   readonly keyserviceKubeconfig: string;
   create(path: string, body: Record<string, unknown>): Promise<Record<string, unknown>>;
@@ -42,11 +41,11 @@ export interface AuthzCluster {
 }
 
 export async function prepareAuthzCluster(api: ApiServer, dir: string): Promise<AuthzCluster> {
-  const kube = new KubeApi(await loadKubeConnection({ kubeconfig: api.kubeconfigPath }), "cloak-test");
+  const kube = await KubeClient.connect(api.kubeconfigPath, "cloak-test");
   const create = async (path: string, body: Record<string, unknown>): Promise<Record<string, unknown>> => {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await kube.request("POST", path, { body });
+        return (await kube.json<Record<string, unknown> | undefined>("POST", path, { body })) ?? {};
       } catch (err) {
         // Right after a CRD or a namespace appears, the API server may not serve it yet.
         if (attempt < 50 && (isKubeStatus(err, 404) || isKubeStatus(err, 429) || isKubeStatus(err, 503))) {
@@ -60,7 +59,7 @@ export async function prepareAuthzCluster(api: ApiServer, dir: string): Promise<
   };
   const remove = async (path: string): Promise<void> => {
     try {
-      await kube.request("DELETE", path, { query: { gracePeriodSeconds: 0 } });
+      await kube.json("DELETE", path, { query: { gracePeriodSeconds: 0 } });
     } catch (err) {
       if (!isKubeStatus(err, 404)) throw err;
     }
@@ -71,10 +70,10 @@ export async function prepareAuthzCluster(api: ApiServer, dir: string): Promise<
   const [crd] = await manifest("cloak-key-crd.yaml");
   await create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd ?? {});
   await waitFor("the CloakKey CRD established", async () => {
-    const got = await kube.request<{ status?: { conditions?: { type: string; status: string }[] } }>("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/cloakkeys.cloak.dev");
+    const got = await kube.json<{ status?: { conditions?: { type: string; status: string }[] } }>("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/cloakkeys.cloak.dev");
     return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True");
   }, 30_000);
-  await waitFor("CloakKeys served", () => kube.request("GET", LINEAGE_PATH).then(() => true), 30_000);
+  await waitFor("CloakKeys served", () => kube.json("GET", LINEAGE_PATH).then(() => true), 30_000);
   await create("/api/v1/namespaces", { metadata: { name: NS } });
   for (const sa of [NODE_SA, "cloak-keyservice"]) await create(`/api/v1/namespaces/${NS}/serviceaccounts`, { metadata: { name: sa } });
   for (const o of await manifest("keyservice.yaml")) {
@@ -105,8 +104,8 @@ export async function prepareAuthzCluster(api: ApiServer, dir: string): Promise<
       return { uid: String((created["metadata"] as { uid?: string } | undefined)?.uid ?? "") };
     },
     async podToken({ namespace, name, serviceAccount, audience, expirationSeconds }) {
-      const pod = await kube.request<{ metadata: { uid: string } }>("GET", `/api/v1/namespaces/${namespace}/pods/${name}`);
-      const res = await kube.request<{ status?: { token?: string } }>("POST", `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount ?? NODE_SA}/token`, {
+      const pod = await kube.json<{ metadata: { uid: string } }>("GET", `/api/v1/namespaces/${namespace}/pods/${name}`);
+      const res = await kube.json<{ status?: { token?: string } }>("POST", `/api/v1/namespaces/${namespace}/serviceaccounts/${serviceAccount ?? NODE_SA}/token`, {
         body: {
           apiVersion: "authentication.k8s.io/v1",
           kind: "TokenRequest",

@@ -243,9 +243,9 @@ describe("revocation", () => {
 
     // No new volume may carry it, and the record cannot be turned back.
     await expect(lineage.bind({ keyId: KR, driver: DRIVER, member: { kind: "volume", id: "vol-late-clone" } })).rejects.toThrow(FailedPreconditionError);
-    const record = await cluster.api.request<Record<string, unknown>>("GET", `${LINEAGE_PATH}/${KR}`);
+    const record = await cluster.api.json<Record<string, unknown>>("GET", `${LINEAGE_PATH}/${KR}`);
     await expect(
-      cluster.api.request("PUT", `${LINEAGE_PATH}/${KR}`, { body: { ...record, spec: { driver: DRIVER, volumes: ["vol-pv-r2"], revoked: false } } }),
+      cluster.api.json("PUT", `${LINEAGE_PATH}/${KR}`, { body: { ...record, spec: { driver: DRIVER, volumes: ["vol-pv-r2"], revoked: false } } }),
     ).rejects.toThrow(/a revoked key stays revoked|a revoked key has no volumes/);
   });
 
@@ -256,7 +256,7 @@ describe("revocation", () => {
       lineage.release({ keyId: KT, driver: DRIVER, member: { kind: "volume", id: "vol-src" } }),
     ]);
     expect(release.status).toBe("fulfilled");
-    const record = await cluster.api.request<{ spec: { volumes?: string[]; revoked?: boolean } }>("GET", `${LINEAGE_PATH}/${KT}`);
+    const record = await cluster.api.json<{ spec: { volumes?: string[]; revoked?: boolean } }>("GET", `${LINEAGE_PATH}/${KT}`);
     if (clone.status === "fulfilled") {
       expect(record.spec).toMatchObject({ volumes: ["vol-clone"], revoked: false });
     } else {
