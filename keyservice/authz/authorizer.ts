@@ -139,7 +139,7 @@ export async function startKubernetesAuthorizer(o: { config: AuthzConfig; logger
     await stop();
     throw err;
   }
-  log.info({ server: client.server, ms: Math.round(performance.now() - started), ...view.sizes() }, "authorisation caches synced");
+  log.info({ source: client.source, server: client.server, ms: Math.round(performance.now() - started), ...view.sizes() }, "authorisation caches synced");
   const verifier = new TokenVerifier({ review: o.review ?? apiTokenReviewer(client), audience: config.audience });
   return createAuthorizer({ view, verifier, nodeServiceAccount: config.nodeServiceAccount, graceMs: config.graceMs, stop });
 }

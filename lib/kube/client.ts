@@ -93,6 +93,11 @@ export class KubeClient {
     return this.connection.server.href;
   }
 
+  /** Where the connection came from: "in-cluster" or "kubeconfig PATH". */
+  get source(): string {
+    return this.connection.source;
+  }
+
   /** One request with a JSON answer. */
   async json<T>(method: string, path: string, o: RequestOptions = {}): Promise<T> {
     const res = await this.open(method, path, o);

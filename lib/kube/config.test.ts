@@ -35,6 +35,7 @@ describe("API server connections", () => {
     expect(c.cert?.toString()).toBe("CERT");
     expect(c.key?.toString()).toBe("KEY");
     expect(await c.token()).toBeUndefined();
+    expect(c.source).toBe(`kubeconfig ${join(dir, "k1")}`);
   });
 
   it("takes a token or a token file", async () => {
@@ -73,5 +74,6 @@ describe("API server connections", () => {
     const c = await inClusterConnection({ KUBERNETES_SERVICE_HOST: "fd00::1", KUBERNETES_SERVICE_PORT: "443" }, dir);
     expect(c.server.host).toBe("[fd00::1]");
     expect(await c.token()).toBe("t1");
+    expect(c.source).toBe("in-cluster");
   });
 });
