@@ -14,7 +14,8 @@ import type { KeyServiceClient } from "../../../proto/gen/cloak/keyservice/v1/Ke
 import type { ProtoGrpcType as KeyServiceProto } from "../../../proto/gen/keyservice.js";
 import { startApiServer, type ApiServer } from "../../apiserver/apiserver.js";
 import { AUDIENCE, DRIVER, NS, otherIssuerKey, prepareAuthzCluster, reSign, type AuthzCluster } from "../../keyservice-harness/cluster.js";
-import { startKeyServiceHarness, type KeyServiceHarness } from "../../keyservice-harness/index.js";
+import { runCloak, startKeyServiceHarness, type KeyServiceHarness } from "../../keyservice-harness/index.js";
+import { startKmsPlugin } from "../../kms-plugin/harness.js";
 import { waitFor } from "../../support/wait.js";
 
 // Per-node, per-volume authorisation against a real kube-apiserver: real pods (bound to nodes
@@ -294,6 +295,26 @@ describe("replicas", () => {
     await ks.start();
     expect(await answers(ks)).toEqual(first);
     expect(ks2.pid()).toBeDefined();
+  });
+
+  it("give the same answers with the master secret wrapped by a real KMS v2 plugin (KMS mode)", async () => {
+    const kms = await startKmsPlugin();
+    let inKmsMode: KeyServiceHarness | undefined;
+    try {
+      // The replicas' own keys, wrapped: same master secret, so the same keys where allowed.
+      const keysDir = join(dir, "ks1", "keys");
+      await runCloak(["keys", "wrap", keysDir, "--kms", kms.endpoint, "--cluster-id", "authz-test"]);
+      inKmsMode = await startKeyServiceHarness({
+        dir: join(dir, "ks1"),
+        masterSecretArgs: ["--kms", kms.endpoint, "--cluster-id", "authz-test", "--wrapped-master-secret", join(keysDir, "master-secret.wrapped")],
+        extraArgs: args(),
+      });
+      expect(await answers(inKmsMode)).toEqual(await answers(ks));
+      expect(inKmsMode.logLines().some((l) => l["msg"] === "master secret unwrapped by the KMS")).toBe(true);
+    } finally {
+      await inKmsMode?.cleanup();
+      await kms.cleanup();
+    }
   });
 
   it("need the manifests' RBAC and nothing more: the key service's token lists what it watches", async () => {
