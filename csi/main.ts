@@ -22,6 +22,7 @@ import { withKeySourceCondition } from "./health/volume-condition.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
+import { NO_LINEAGE, type KeyLineage } from "./keys/lineage.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { CsiMetrics } from "./metrics.js";
 import { createNodeService } from "./node/node-service.js";
@@ -63,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   if (serves("controller")) {
+    const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
     const controller = createControllerService({
       nodeId: config.nodeId,
       disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
@@ -71,6 +73,8 @@ export async function main(argv: string[]): Promise<number> {
       luks,
       locks,
       log,
+      lineage,
+      driverName: config.driverName,
     });
     services.push({
       definition: csi.Controller.service,
@@ -119,6 +123,7 @@ export async function main(argv: string[]): Promise<number> {
       nodeId: config.nodeId,
       services: config.services,
       keySource: keys.kind,
+      keyLineage: config.keyLineage,
       diskSource: "local",
       ...(registration ? { registrationSocket: registration.socketPath, kubeletEndpoint: config.registration?.kubeletEndpoint } : {}),
       ...(health ? { healthPort: health.port } : {}),
@@ -139,4 +144,10 @@ export async function main(argv: string[]): Promise<number> {
     log,
   );
   return new Promise<number>(() => undefined);
+}
+
+/** The lineage in the Kubernetes API; its client is loaded only when it is used. */
+async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
+  const [{ kubernetesLineage }, { KubeClient }] = await Promise.all([import("./keys/lineage.js"), import("../lib/kube/client.js")]);
+  return kubernetesLineage({ api: await KubeClient.connect(kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

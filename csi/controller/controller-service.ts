@@ -21,6 +21,8 @@ import type { VolumeContentSource__Output } from "../../proto/gen/csi/v1/VolumeC
 import type { ControllerDiskSource } from "../disk/disk-source.js";
 import type { RecordStore } from "../disk/local/record-store.js";
 import { failpoint } from "../failpoints.js";
+import { keyIdContext, keyIdFor } from "../keys/binding.js";
+import { NO_LINEAGE, type KeyLineage } from "../keys/lineage.js";
 import type { LuksDevices } from "../luks/luks-device.js";
 import { TOPOLOGY_NODE_KEY } from "../node/node-service.js";
 import * as validate from "../validate.js";
@@ -40,6 +42,10 @@ export interface ControllerServiceOptions {
   /** Shared with the node service: a volume being staged cannot be deleted at the same time. */
   readonly locks: VolumeLocks;
   readonly log: Logger;
+  /** Where each key's volumes and snapshots are recorded (the key service reads it); none by default. */
+  readonly lineage?: KeyLineage;
+  /** This driver's name, as the lineage records it; csi.cloak.dev by default. */
+  readonly driverName?: string;
 }
 
 /** Every volume id this controller issues starts so (see ControllerExpandVolume). */
@@ -67,12 +73,19 @@ const CAPABILITIES = [
 export function createControllerService(options: ControllerServiceOptions): AsyncHandlers<ControllerHandlers> {
   const { disks, volumes, snapshots, locks, log, nodeId } = options;
   const topology = [{ segments: { [TOPOLOGY_NODE_KEY]: nodeId } }];
+  const lineage = options.lineage ?? NO_LINEAGE;
+  const driver = options.driverName ?? "csi.cloak.dev";
+  // Local disks live on this node, and so does every copy of them: the lineage says so.
+  const bindKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
+    keyId === undefined ? Promise.resolve() : lineage.bind({ keyId, driver, node: nodeId, member, signal });
+  const releaseKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
+    keyId === undefined ? Promise.resolve() : lineage.release({ keyId, driver, member, signal }).then(() => undefined);
 
   function toVolume(record: VolumeRecord): Volume {
     return {
       volume_id: record.id,
       capacity_bytes: record.capacityBytes,
-      volume_context: volumeContext(record.parameters),
+      volume_context: { ...volumeContext(record.parameters), ...keyIdContext(record.keyId) },
       accessible_topology: topology,
       content_source: record.source
         ? record.source.kind === "snapshot"
@@ -103,19 +116,19 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
   function contentSource(
     source: VolumeContentSource__Output | null,
     parameters: VolumeParameters,
-  ): { kind: "snapshot" | "volume"; id: string; capacityBytes: number } | undefined {
+  ): { kind: "snapshot" | "volume"; id: string; capacityBytes: number; keyId: string | undefined } | undefined {
     if (!source) return undefined;
-    let found: { kind: "snapshot" | "volume"; id: string; capacityBytes: number; parameters: VolumeParameters };
+    let found: { kind: "snapshot" | "volume"; id: string; capacityBytes: number; parameters: VolumeParameters; keyId: string | undefined };
     if (source.type === "snapshot") {
       const id = validate.volumeId(source.snapshot?.snapshot_id ?? "", "volume_content_source.snapshot.snapshot_id");
       const snapshot = snapshots.get(id);
       if (!snapshot || snapshot.state !== "ready") throw new NotFoundError(`snapshot ${id} does not exist`);
-      found = { kind: "snapshot", id, capacityBytes: snapshot.capacityBytes, parameters: snapshot.parameters };
+      found = { kind: "snapshot", id, capacityBytes: snapshot.capacityBytes, parameters: snapshot.parameters, keyId: snapshot.keyId };
     } else if (source.type === "volume") {
       const id = validate.volumeId(source.volume?.volume_id ?? "", "volume_content_source.volume.volume_id");
       const volume = volumes.get(id);
       if (!volume || volume.state !== "ready") throw new NotFoundError(`source volume ${id} does not exist`);
-      found = { kind: "volume", id, capacityBytes: volume.capacityBytes, parameters: volume.parameters };
+      found = { kind: "volume", id, capacityBytes: volume.capacityBytes, parameters: volume.parameters, keyId: volume.keyId };
     } else {
       throw new InvalidArgumentError("volume_content_source names neither a snapshot nor a volume");
     }
@@ -190,12 +203,16 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             parameters,
             nodeId,
             source: source && { kind: source.kind, id: source.id },
+            // A copy carries its source's LUKS header, hence its key.
+            keyId: keyIdFor(source),
             createdAt: new Date().toISOString(),
           };
           await volumes.put(record);
           failpoint("create:after-record");
         }
         const creating = record;
+        // Recorded before the disk exists, so no disk ever carries a key its lineage does not list.
+        await bindKey(creating.keyId, { kind: "volume", id: creating.id }, signal);
         await locks.with(creating.id, "CreateVolume", () => createDisk(creating, signal));
         failpoint("create:after-disk");
         const ready: VolumeRecord = { ...creating, state: "ready" };
@@ -216,6 +233,8 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
         if (record.state !== "deleting") await volumes.put({ ...record, state: "deleting" });
         failpoint("delete:after-mark");
         await disks.destroy({ kind: "volume", id }, { signal });
+        // After the disk is gone, before the record: a retry after a crash still knows the key.
+        await releaseKey(record.keyId, { kind: "volume", id }, signal);
         await volumes.remove(id);
         log.info({ volume_id: id, name: record.name }, "volume deleted");
       });
@@ -260,7 +279,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
       const record = readyVolume(id);
       const unsupported = firstUnsupported(req.volume_capabilities);
       if (unsupported) return { message: unsupported };
-      const context = volumeContext(record.parameters);
+      const context: Record<string, string> = { ...volumeContext(record.parameters), ...keyIdContext(record.keyId) };
       for (const [key, value] of Object.entries(req.volume_context)) {
         if (context[key] !== value) return { message: `volume_context.${key} does not match the volume's` };
       }
@@ -326,12 +345,14 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             capacityBytes: source.capacityBytes,
             diskBytes: source.diskBytes,
             parameters: source.parameters,
+            keyId: source.keyId,
             createdAt: new Date().toISOString(),
           };
           await snapshots.put(record);
           failpoint("snapshot:after-record");
         }
         const creating = record;
+        await bindKey(creating.keyId, { kind: "snapshot", id: creating.id }, signal);
         // The source's lock keeps a stage or delete of it from interleaving with the copy.
         await locks.with(sourceId, "CreateSnapshot", () =>
           disks.copy({ kind: "volume", id: sourceId }, { kind: "snapshot", id: creating.id }, creating.diskBytes, { signal }),
@@ -350,6 +371,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
         if (!record) return;
         if (record.state !== "deleting") await snapshots.put({ ...record, state: "deleting" });
         await disks.destroy({ kind: "snapshot", id }, { signal });
+        await releaseKey(record.keyId, { kind: "snapshot", id }, signal);
         await snapshots.remove(id);
         log.info({ snapshot_id: id, name: record.name }, "snapshot deleted");
       });

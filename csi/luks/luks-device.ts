@@ -25,11 +25,12 @@ export class LuksDevices {
   constructor(private readonly options: LuksDeviceOptions) {}
 
   /**
-   * Formats an empty disk. The LUKS UUID is chosen here and is the key id, so every volume
-   * gets its own key and a copy of the volume (clone, restore) keeps opening with it.
+   * Formats an empty disk. The LUKS UUID is the key id, so every volume gets its own key and a
+   * copy of the volume (clone, restore) keeps opening with it. The controller chooses it at
+   * CreateVolume (and records it); a volume made before that gets a random one here.
    */
-  async format(device: string, integrity: boolean, signal: Signal): Promise<string> {
-    const uuid = randomUUID();
+  async format(device: string, integrity: boolean, signal: Signal, keyId?: string): Promise<string> {
+    const uuid = keyId ?? randomUUID();
     await this.withKey(uuid, signal, (passphrase) =>
       this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity }), { signal }),
     );

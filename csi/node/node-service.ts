@@ -5,6 +5,7 @@ import type { AsyncHandlers } from "../../lib/grpc-handler.js";
 import { int64ToNumber } from "../../lib/proto.js";
 import type { NodeHandlers } from "../../proto/gen/csi/v1/Node.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
+import { keyIdFromContext } from "../keys/binding.js";
 import { type LuksDevices } from "../luks/luks-device.js";
 import { isFilesystem, type Filesystem } from "../tools/mkfs.js";
 import * as validate from "../validate.js";
@@ -119,7 +120,7 @@ function existingHostPath(value: string, field: string, roots: readonly string[]
 }
 
 /** What the controller recorded in volume_context at CreateVolume. */
-function volumeContext(context: Record<string, string>): { contextFsType: Filesystem | undefined; integrity: boolean } {
+function volumeContext(context: Record<string, string>): { contextFsType: Filesystem | undefined; integrity: boolean; keyId: string | undefined } {
   const fsType = context["fsType"];
   if (fsType !== undefined && fsType !== "" && !isFilesystem(fsType)) {
     throw new InvalidArgumentError(`volume_context.fsType ${JSON.stringify(fsType)} is not supported; use ext4 or xfs`);
@@ -128,5 +129,5 @@ function volumeContext(context: Record<string, string>): { contextFsType: Filesy
   if (integrity !== undefined && integrity !== "true" && integrity !== "false") {
     throw new InvalidArgumentError(`volume_context.integrity must be "true" or "false"`);
   }
-  return { contextFsType: fsType === "" ? undefined : fsType, integrity: integrity === "true" };
+  return { contextFsType: fsType === "" ? undefined : fsType, integrity: integrity === "true", keyId: keyIdFromContext(context) };
 }

@@ -28,6 +28,8 @@ export interface StageRequest {
   readonly contextFsType: Filesystem | undefined;
   /** Whether the controller created the volume with dm-integrity. */
   readonly integrity: boolean;
+  /** The key id the controller bound the volume to (the LUKS UUID to format with); absent for older volumes. */
+  readonly keyId?: string | undefined;
   readonly signal: AbortSignal;
   readonly log: Logger;
 }
@@ -59,8 +61,12 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
     }
   }
   if (plan.action === "refuse") throw new FailedPreconditionError(`volume ${volumeId}: ${plan.reason}`);
+  if (plan.action === "open" && request.keyId !== undefined && plan.uuid !== request.keyId) {
+    // Not this volume's disk, or a header someone replaced: its key is not this volume's to ask for.
+    throw new FailedPreconditionError(`volume ${volumeId}: the disk's LUKS UUID ${plan.uuid} is not the key id ${request.keyId} the volume was created with`);
+  }
   if (plan.action === "format") {
-    const uuid = await deps.luks.format(device, request.integrity, signal);
+    const uuid = await deps.luks.format(device, request.integrity, signal, request.keyId);
     log.info({ device, keyId: uuid, integrity: request.integrity }, "formatted LUKS2");
     failpoint("stage:after-format");
     plan = { action: "open", uuid, label: "fresh" };
