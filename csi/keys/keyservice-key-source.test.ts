@@ -105,8 +105,10 @@ describe("key service KeySource", () => {
   });
 
   it("retries Unavailable and DeadlineExceeded with backoff, then succeeds", async () => {
-    behaviour = (n) => (n === 1 ? { code: GrpcStatus.UNAVAILABLE } : n === 2 ? { code: GrpcStatus.OK, delayMs: 400 } : { code: GrpcStatus.OK });
-    const keys = await source({ callTimeoutMs: 150 });
+    // The deadline is generous for an instant answer (a loaded machine once took over 150 ms for
+    // one) and far below the slow one's delay.
+    behaviour = (n) => (n === 1 ? { code: GrpcStatus.UNAVAILABLE } : n === 2 ? { code: GrpcStatus.OK, delayMs: 4_000 } : { code: GrpcStatus.OK });
+    const keys = await source({ callTimeoutMs: 1_000 });
     try {
       expect(await keys.getKey("vol-1", 32)).toHaveLength(32);
       expect(calls).toHaveLength(3);
