@@ -12,6 +12,7 @@ import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
 import { CSI_USAGE, parseCsiConfig } from "./config.js";
 import { createControllerService } from "./controller/controller-service.js";
+import { Reconciler } from "./controller/reconcile.js";
 import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js";
 import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
@@ -47,14 +48,23 @@ export async function main(argv: string[]): Promise<number> {
   services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
 
   if (serves("controller")) {
+    const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
+    const onQuarantine = (path: string, reason: string): void => log.error({ path, reason }, "quarantined a record that cannot be read");
+    const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
+    const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
+    const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs });
+    await reconciler.startup();
+    reconciler.start();
     const controller = createControllerService({
       nodeId: config.nodeId,
-      disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
-      volumes: await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord),
-      snapshots: await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord),
+      disks,
+      volumes,
+      snapshots,
       luks,
       locks,
       log,
+      overcommitRatio: config.overcommitRatio,
+      activity: reconciler,
     });
     services.push({
       definition: csi.Controller.service,

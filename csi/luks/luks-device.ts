@@ -5,7 +5,8 @@ import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
 import * as cryptsetup from "./cryptsetup.js";
-import { checkHeader, type HeaderVerdict, type LuksLabel } from "./policy.js";
+import * as blkid from "../tools/blkid.js";
+import { checkHeader, wipingLabel, type HeaderVerdict, type LuksLabel } from "./policy.js";
 
 /**
  * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
@@ -23,13 +24,16 @@ export class LuksDevices {
   constructor(private readonly options: LuksDeviceOptions) {}
 
   /**
-   * Formats an empty disk. The LUKS UUID is chosen here and is the key id, so every volume
-   * gets its own key and a copy of the volume (clone, restore) keeps opening with it.
+   * Formats an empty disk. The LUKS UUID is chosen here (or kept, when a format that was cut
+   * off is redone) and is the key id, so every volume gets its own key and a copy of the
+   * volume (clone, restore) keeps opening with it. An integrity volume is labelled "wiping:0":
+   * its tags are initialised next (integrity-wipe.ts).
    */
-  async format(device: string, integrity: boolean, signal: Signal): Promise<string> {
-    const uuid = randomUUID();
+  async format(device: string, options: { integrity: boolean; uuid?: string | undefined }, signal: Signal): Promise<string> {
+    const uuid = options.uuid ?? randomUUID();
+    const label = options.integrity ? wipingLabel(0) : "fresh";
     await this.withKey(uuid, signal, (passphrase) =>
-      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity }), { signal }),
+      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity: options.integrity, label }), { signal }),
     );
     return uuid;
   }
@@ -46,21 +50,32 @@ export class LuksDevices {
   }
 
   async inspectHeader(device: string, signal: Signal): Promise<HeaderVerdict> {
-    const dump = await this.options.run(cryptsetup.luksDumpJson(device), { signal });
-    let metadata: unknown;
-    try {
-      metadata = JSON.parse(dump.stdout);
-    } catch {
-      return { violations: ["the header's JSON metadata cannot be parsed"], integrity: false };
-    }
+    const metadata = await this.readHeader(device, signal);
+    if (metadata === undefined) return { violations: ["the header's JSON metadata cannot be parsed"], integrity: false };
     return checkHeader(metadata);
   }
 
-  async open(spec: { device: string; name: string; uuid: string }, signal: Signal): Promise<void> {
+  /** The header's JSON metadata, or undefined when it does not parse. */
+  async readHeader(device: string, signal: Signal): Promise<unknown> {
+    const dump = await this.options.run(cryptsetup.luksDumpJson(device), { signal });
+    try {
+      return JSON.parse(dump.stdout) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async open(spec: { device: string; name: string; uuid: string; integrityNoJournal?: boolean }, signal: Signal): Promise<void> {
     try {
       await this.withKey(spec.uuid, signal, (passphrase) =>
         this.options.run(
-          cryptsetup.luksOpen({ device: spec.device, name: spec.name, passphrase, bypassWorkqueues: this.options.bypassWorkqueues }),
+          cryptsetup.luksOpen({
+            device: spec.device,
+            name: spec.name,
+            passphrase,
+            bypassWorkqueues: this.options.bypassWorkqueues,
+            integrityNoJournal: spec.integrityNoJournal ?? false,
+          }),
           { signal },
         ),
       );
@@ -93,6 +108,12 @@ export class LuksDevices {
   async isLuks(device: string, signal: Signal): Promise<boolean> {
     const result = await this.options.run(cryptsetup.isLuks2(device), { signal });
     return result.exitCode === 0;
+  }
+
+  /** The label of the LUKS2 header on `device` (a block device or an image file), if it has one. */
+  async label(device: string, signal: Signal): Promise<string | undefined> {
+    const probe = blkid.parseProbe(await this.options.run(blkid.probe(device), { signal }));
+    return probe.kind === "found" && probe.fields["TYPE"] === "crypto_LUKS" ? probe.fields["LABEL"] : undefined;
   }
 
   async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {

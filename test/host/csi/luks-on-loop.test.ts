@@ -156,7 +156,7 @@ describe("formatting an empty disk", () => {
     const keys = await createFileKeySource({ dir: keyDir });
     try {
       const luks = new LuksDevices({ run, keys, bypassWorkqueues: false });
-      const uuid = await luks.format(loop, false, undefined);
+      const uuid = await luks.format(loop, { integrity: false }, undefined);
       expect(await luks.checkHeader(loop, undefined)).toEqual({ violations: [], integrity: false });
       const dump = JSON.parse((await run({ file: "cryptsetup", args: ["luksDump", "--dump-json-metadata", loop] })).stdout) as {
         keyslots: Record<string, { kdf: { type: string; iterations: number } }>;
