@@ -16,6 +16,9 @@ export async function scrubTree(root: string): Promise<void> {
   const mounts = parseMountInfo(await readFile("/proc/self/mountinfo", "utf8"))
     .filter((m) => m.mountPoint.startsWith(prefix))
     .reverse();
+  // A copy interrupted while its source was frozen leaves it frozen: thawed first, or the
+  // unmount would leave a frozen filesystem behind (fsfreeze exits 1 when it was not frozen).
+  for (const mount of mounts) await run({ file: "fsfreeze", args: ["--unfreeze", mount.mountPoint], okExitCodes: [1] });
   for (const mount of mounts) await run({ file: "umount", args: ["-l", mount.mountPoint], okExitCodes: [32] });
 
   const loops = await loopsBackedUnder(prefix);
