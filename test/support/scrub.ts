@@ -33,15 +33,19 @@ async function loopsBackedUnder(prefix: string): Promise<string[]> {
   return (list.loopdevices ?? []).filter((d) => d["back-file"]?.startsWith(prefix)).map((d) => d.name);
 }
 
-/** dm devices whose only slave is one of `loops` (read from sysfs: works without udev). */
+/**
+ * dm devices stacked on `loops`, topmost first (an integrity volume's crypt mapping sits on
+ * its dm-integrity mapping, which sits on the loop device), read from sysfs: works without udev.
+ */
 async function mappingsOn(loops: readonly string[]): Promise<string[]> {
   const names: string[] = [];
-  for (const loop of loops) {
-    const holders = await readdir(`/sys/block/${loop.replace("/dev/", "")}/holders`).catch(() => [] as string[]);
-    for (const holder of holders) {
+  const visit = async (device: string): Promise<void> => {
+    for (const holder of await readdir(`/sys/block/${device}/holders`).catch(() => [] as string[])) {
+      await visit(holder);
       const name = (await readFile(`/sys/block/${holder}/dm/name`, "utf8").catch(() => "")).trim();
-      if (name) names.push(name);
+      if (name && !names.includes(name)) names.push(name);
     }
-  }
+  };
+  for (const loop of loops) await visit(loop.replace("/dev/", ""));
   return names;
 }

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, stat, truncate, writeFile } from "node:fs/promises";
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRunner } from "../../../lib/exec.js";
 import { createLogger } from "../../../lib/log.js";
 import { deviceNumber } from "../../../csi/node/mounts.js";
+import { writesWithin } from "../../support/frozen.js";
 import { PluginHarness } from "../../support/plugin-harness.js";
 
 // Clones, restores and snapshots are byte copies that may take longer than the CO's deadline:
@@ -151,19 +151,3 @@ describe("a filesystem a killed copy left frozen", () => {
     expect(await readdir(join(h.plugin.volumesDir, "frozen"))).toEqual([]);
   });
 });
-
-/**
- * Whether a write to `file` completes within `ms`. A write to a frozen filesystem blocks (in
- * the kernel, unkillable) until it is thawed, so it runs in a child process; a child still
- * blocked is thawed free by the caller's cleanup.
- */
-function writesWithin(file: string, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const child = spawn("sh", ["-c", `echo written > '${file}' && sync '${file}'`], { stdio: "ignore" });
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve(code === 0);
-    });
-  });
-}

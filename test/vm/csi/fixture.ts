@@ -28,16 +28,22 @@ export const mountCapability = (fsType = "ext4", mountFlags: string[] = []) => (
 });
 export const blockCapability = { block: {}, access_mode: { mode: "SINGLE_NODE_WRITER" as const } };
 
-/** One plugin over a scratch directory, with helpers that drive it the way kubelet does. */
+/**
+ * One plugin over a scratch directory, with helpers that drive it the way kubelet does.
+ * Failpoints given to `restart` stay armed in every later process and fire once each
+ * (CLOAK_FAILPOINTS_FIRED), so after a crash `restart()` is the retry's plugin.
+ */
 export class CsiFixture {
   root = "";
   keyDir = "";
   plugin!: RunningPlugin;
+  private failpoints: readonly string[] = [];
 
   async setUp(): Promise<void> {
     requireDmCrypt();
     this.root = await mkdtemp(join(tmpdir(), "cloak-vm-csi-"));
     this.keyDir = await createKeyDir(join(this.root, "keys"));
+    await mkdir(join(this.root, "fired"));
     this.plugin = await this.start();
   }
 
@@ -51,12 +57,24 @@ export class CsiFixture {
 
   /** Starts (or restarts) the plugin on the same socket and volumes. */
   async start(overrides: Partial<PluginOptions> = {}): Promise<RunningPlugin> {
-    return startPlugin({ dir: join(this.root, "plugin"), keyDir: this.keyDir, ...overrides });
+    const env = { CLOAK_FAILPOINTS: this.failpoints.join(","), CLOAK_FAILPOINTS_FIRED: join(this.root, "fired"), ...overrides.env };
+    // The guest's tmpfs holds about 1 GiB, less than a test file's volumes would take if
+    // their sparse disks were full: the accounting is told so (capacity tests are host-tier).
+    const args = ["--overcommit-ratio", "8", ...(overrides.args ?? [])];
+    return startPlugin({ dir: join(this.root, "plugin"), keyDir: this.keyDir, ...overrides, env, args });
   }
 
-  async restart(overrides: Partial<PluginOptions> = {}): Promise<void> {
+  /** Kills the plugin (SIGKILL) and starts it again; `failpoints`, when given, are armed from now on. */
+  async restart(overrides: Partial<PluginOptions> & { failpoints?: readonly string[] } = {}): Promise<void> {
+    const { failpoints, ...options } = overrides;
+    if (failpoints) this.failpoints = failpoints;
     await this.plugin.stop("SIGKILL");
-    this.plugin = await this.start(overrides);
+    this.plugin = await this.start(options);
+  }
+
+  /** Whether a log line of the running process has this message. */
+  logged(msg: string): boolean {
+    return this.plugin.logs.some((l) => l["msg"] === msg);
   }
 
   get node() {
