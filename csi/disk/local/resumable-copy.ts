@@ -36,6 +36,8 @@ export interface ResumableCopyOptions {
   readonly onProgress?: ((progress: CopyProgress) => void) | undefined;
   /** The source disk's id, for the crash tests' failpoint. */
   readonly scope?: string;
+  /** How often progress is recorded; PROGRESS_EVERY_BYTES unless a test says otherwise. */
+  readonly progressEveryBytes?: number;
 }
 
 /**
@@ -83,7 +85,7 @@ export async function resumableCopy(options: ResumableCopyOptions): Promise<void
       const chunk = buffer.subarray(0, bytesRead);
       if (!chunk.equals(zeros.subarray(0, bytesRead))) await to.write(chunk, 0, bytesRead, copied);
       copied += bytesRead;
-      if (copied - recorded >= PROGRESS_EVERY_BYTES || copied === identity.size) {
+      if (copied - recorded >= (options.progressEveryBytes ?? PROGRESS_EVERY_BYTES) || copied === identity.size) {
         await to.datasync();
         await writeProgress(progressFile, { source: identity, copiedBytes: copied });
         recorded = copied;
