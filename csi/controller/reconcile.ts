@@ -85,7 +85,7 @@ export class Reconciler {
   /** Runs once before the plugin serves. Failures are logged: a bad disk must not stop every volume. */
   async startup(): Promise<void> {
     const { disks, volumes, snapshots, log } = this.options;
-    await disks.recover();
+    await disks.recover().catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "recovery of the disk source failed"));
     const started = Date.now();
     for (const record of [...volumes.list(), ...snapshots.list()]) {
       if (record.state === "creating") this.lastSeen.set(record.id, Math.max(started, Date.parse(record.createdAt) || 0));

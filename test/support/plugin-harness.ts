@@ -27,6 +27,8 @@ export class PluginHarness {
   constructor(
     private readonly prefix: string,
     private options: HarnessOptions = {},
+    /** Flags every process gets, before `options.args`. */
+    private readonly fixedArgs: readonly string[] = [],
   ) {}
 
   async setUp(): Promise<void> {
@@ -44,19 +46,26 @@ export class PluginHarness {
     }
   }
 
-  /** Kills the plugin (SIGKILL, as a node crash) and starts it again; `options` replace the harness's from now on. */
-  async restart(options?: HarnessOptions & { keyDir?: string }): Promise<void> {
-    if (options) this.options = { ...this.options, ...options };
+  /**
+   * Kills the plugin (SIGKILL, as a node crash) and starts it again. `options` replace the
+   * harness's from now on; `keyDir` is for this process only (undefined: no file key source,
+   * the flags in `args` name another).
+   */
+  async restart(options?: HarnessOptions & { keyDir?: string | undefined }): Promise<void> {
+    if (options) {
+      const { keyDir: _keyDir, ...rest } = options;
+      this.options = { ...this.options, ...rest };
+    }
     await this.plugin?.stop("SIGKILL");
-    this.plugin = await this.start(options?.keyDir);
+    this.plugin = await this.start(options && "keyDir" in options ? options.keyDir : this.keyDir);
   }
 
-  private start(keyDir = this.keyDir): Promise<RunningPlugin> {
+  private start(keyDir: string | undefined = this.keyDir): Promise<RunningPlugin> {
     return startPlugin({
       dir: join(this.root, "plugin"),
       keyDir,
       ...(this.options.volumesDir ? { volumesDir: this.options.volumesDir } : {}),
-      args: this.options.args ?? [],
+      args: [...this.fixedArgs, ...(this.options.args ?? [])],
       env: { CLOAK_FAILPOINTS: (this.options.failpoints ?? []).join(","), CLOAK_FAILPOINTS_FIRED: join(this.root, "fired") },
     });
   }

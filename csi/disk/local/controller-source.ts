@@ -67,6 +67,8 @@ export function createLocalControllerSource(options: LocalControllerSourceOption
         await growTo(target, diskBytes);
         return;
       }
+      // Not replaceFileAtomic: its temporary file has a random name and goes when an attempt
+      // fails, and a copy's partial file must outlive the attempt to be resumed.
       const partial = `${target}${PARTIAL}`;
       const copy = () =>
         resumableCopy({ source: pathOf(from), partial, progressFile: `${target}${PROGRESS}`, run, log, onProgress: opts?.onProgress, scope: from.id });

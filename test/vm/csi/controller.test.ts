@@ -3,8 +3,7 @@ import { readFile, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createFileKeySource } from "../../../csi/keys/file-key-source.js";
-import { CsiFixture, MiB, blockCapability, mountCapability, run } from "./fixture.js";
+import { CsiFixture, MiB, blockCapability, keyFor, mountCapability, run } from "./fixture.js";
 
 // Volumes made by the Controller service and used through the Node service, on a real kernel:
 // snapshots, restores and clones hold their source's data and open with its key; a restore
@@ -157,7 +156,7 @@ describe("deleting a staged volume", () => {
     // UUID, not stored, so it still exists after the delete: only the erase of the header
     // (where the volume key is, wrapped by that key) keeps it from the data.
     const before = await readFile(fx.volumeFile(id));
-    const key = await keyFor((await fx.luksUuid(id))!);
+    const key = await keyFor(fx, (await fx.luksUuid(id))!);
     const copy = join(fx.root, "taken-before-delete.img");
     await writeFile(copy, before);
     await run({ file: "cryptsetup", args: ["open", "--test-passphrase", "--key-file", "-", copy], input: key });
@@ -198,12 +197,3 @@ describe("deleting a staged volume", () => {
     expect((await fx.plugin.client.controller("ListVolumes", {})).entries.map((e) => e.volume?.volume_id)).not.toContain(id);
   });
 });
-
-async function keyFor(uuid: string): Promise<Buffer> {
-  const keys = await createFileKeySource({ dir: fx.keyDir });
-  try {
-    return await keys.getKey(uuid, 32);
-  } finally {
-    await keys.close();
-  }
-}

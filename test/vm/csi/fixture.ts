@@ -1,12 +1,10 @@
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm, truncate } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, open, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { createRunner, type Runner } from "../../../lib/exec.js";
 import { createLogger } from "../../../lib/log.js";
-import { createKeyDir } from "../../support/key-dir.js";
-import { startPlugin, type PluginOptions, type RunningPlugin } from "../../support/csi-plugin.js";
-import { scrubTree } from "../../support/scrub.js";
+import { createFileKeySource } from "../../../csi/keys/file-key-source.js";
+import { PluginHarness } from "../../support/plugin-harness.js";
 import * as blkid from "../../../csi/tools/blkid.js";
 
 export const MiB = 1024 * 1024;
@@ -33,52 +31,16 @@ export const blockCapability = { block: {}, access_mode: { mode: "SINGLE_NODE_WR
  * Failpoints given to `restart` stay armed in every later process and fire once each
  * (CLOAK_FAILPOINTS_FIRED), so after a crash `restart()` is the retry's plugin.
  */
-export class CsiFixture {
-  root = "";
-  keyDir = "";
-  plugin!: RunningPlugin;
-  private failpoints: readonly string[] = [];
-
-  async setUp(): Promise<void> {
-    requireDmCrypt();
-    this.root = await mkdtemp(join(tmpdir(), "cloak-vm-csi-"));
-    this.keyDir = await createKeyDir(join(this.root, "keys"));
-    await mkdir(join(this.root, "fired"));
-    this.plugin = await this.start();
-  }
-
-  async tearDown(): Promise<void> {
-    await this.plugin?.stop("SIGKILL");
-    if (this.root) {
-      await scrubTree(this.root);
-      await rm(this.root, { recursive: true, force: true });
-    }
-  }
-
-  /** Starts (or restarts) the plugin on the same socket and volumes. */
-  async start(overrides: Partial<PluginOptions> = {}): Promise<RunningPlugin> {
-    const env = { CLOAK_FAILPOINTS: this.failpoints.join(","), CLOAK_FAILPOINTS_FIRED: join(this.root, "fired"), ...overrides.env };
+export class CsiFixture extends PluginHarness {
+  constructor() {
     // The guest's tmpfs holds about 1 GiB, less than a test file's volumes would take if
     // their sparse disks were full: the accounting is told so (capacity tests are host-tier).
-    const args = ["--overcommit-ratio", "8", ...(overrides.args ?? [])];
-    return startPlugin({ dir: join(this.root, "plugin"), keyDir: this.keyDir, ...overrides, env, args });
+    super("cloak-vm-csi-", {}, ["--overcommit-ratio", "8"]);
   }
 
-  /** Kills the plugin (SIGKILL) and starts it again; `failpoints`, when given, are armed from now on. */
-  async restart(overrides: Partial<PluginOptions> & { failpoints?: readonly string[] } = {}): Promise<void> {
-    const { failpoints, ...options } = overrides;
-    if (failpoints) this.failpoints = failpoints;
-    await this.plugin.stop("SIGKILL");
-    this.plugin = await this.start(options);
-  }
-
-  /** Whether a log line of the running process has this message. */
-  logged(msg: string): boolean {
-    return this.plugin.logs.some((l) => l["msg"] === msg);
-  }
-
-  get node() {
-    return this.plugin.client.node;
+  override async setUp(): Promise<void> {
+    requireDmCrypt();
+    await super.setUp();
   }
 
   volumeFile(id: string): string {
@@ -150,4 +112,14 @@ export async function fileContains(file: string, needle: string): Promise<boolea
 export async function attachedLoops(file: string): Promise<string[]> {
   const result = await run({ file: "losetup", args: ["--noheadings", "--output", "NAME", "--associated", file] });
   return result.stdout.split("\n").filter((line) => line.startsWith("/dev/"));
+}
+
+/** The key the file key source derives for `uuid` from the fixture's key directory. */
+export async function keyFor(fx: CsiFixture, uuid: string): Promise<Buffer> {
+  const keys = await createFileKeySource({ dir: fx.keyDir });
+  try {
+    return await keys.getKey(uuid, 32);
+  } finally {
+    await keys.close();
+  }
 }
