@@ -6,6 +6,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRunner } from "../../../lib/exec.js";
 import { createLogger } from "../../../lib/log.js";
+import { FreezeLedger } from "../../../csi/disk/local/freeze-ledger.js";
 import { deviceNumber } from "../../../csi/node/mounts.js";
 import { writesWithin } from "../../support/frozen.js";
 import { PluginHarness } from "../../support/plugin-harness.js";
@@ -131,20 +132,54 @@ describe("a restore interrupted by a kill", () => {
   });
 });
 
+/** A small ext4 mounted below the harness's directory (scrubTree unmounts it). */
+async function mountedExt4(name: string): Promise<{ mnt: string; device: string }> {
+  const image = join(h.root, `${name}.img`);
+  await (await open(image, "w")).close();
+  await truncate(image, 32 * MiB);
+  await run({ file: "mkfs.ext4", args: ["-q", "-F", image] });
+  const mnt = join(h.root, `${name}-mnt`);
+  await mkdir(mnt);
+  await run({ file: "mount", args: ["-o", "loop", image, mnt] });
+  const loop = (await run({ file: "findmnt", args: ["-n", "-o", "SOURCE", mnt] })).stdout.trim();
+  return { mnt, device: await deviceNumber(loop) };
+}
+
+/** What the plugin writes before it freezes a copy's source; then the freeze (and, in the story, the kill). */
+async function frozenByACrashedCopy(ledgerDir: string, volumeId: string, fs: { mnt: string; device: string }): Promise<void> {
+  await mkdir(ledgerDir, { recursive: true });
+  await writeFile(join(ledgerDir, `${volumeId}.json`), JSON.stringify({ volumeId, mountPoint: fs.mnt, device: fs.device }));
+  await run({ file: "fsfreeze", args: ["--freeze", fs.mnt] });
+}
+
 describe("a filesystem a killed copy left frozen", () => {
+  it("is thawed before the next freeze, and nothing cloak did not freeze is", async () => {
+    const left = await mountedExt4("left-frozen");
+    const next = await mountedExt4("next-source");
+    const foreign = await mountedExt4("frozen-by-someone-else");
+    const ledgerDir = join(h.root, "ledger");
+    await frozenByACrashedCopy(ledgerDir, "vol-left", left);
+    await run({ file: "fsfreeze", args: ["--freeze", foreign.mnt] });
+    try {
+      const ledger = new FreezeLedger(ledgerDir, run, createLogger({ component: "test", level: "silent" }));
+      let during: boolean[] = [];
+      await ledger.whileFrozen({ volumeId: "vol-next", mountPoint: next.mnt, device: next.device }, async () => {
+        during = [await writesWithin(join(left.mnt, "x"), 10_000), await writesWithin(join(next.mnt, "x"), 1_000)];
+      });
+      // The leftover was thawed first; the copy's own source was frozen while it ran, and is thawed after.
+      expect(during).toEqual([true, false]);
+      expect(await writesWithin(join(next.mnt, "y"), 10_000)).toBe(true);
+      expect(await writesWithin(join(foreign.mnt, "x"), 1_000)).toBe(false);
+      expect(await readdir(ledgerDir)).toEqual([]);
+    } finally {
+      await run({ file: "fsfreeze", args: ["--unfreeze", foreign.mnt], okExitCodes: [1] });
+    }
+  });
+
   it("is thawed when the plugin starts", async () => {
-    const image = join(h.root, "frozen.img");
-    await (await open(image, "w")).close();
-    await truncate(image, 32 * MiB);
-    await run({ file: "mkfs.ext4", args: ["-q", "-F", image] });
-    const mnt = join(h.root, "frozen-mnt");
-    await mkdir(mnt);
-    await run({ file: "mount", args: ["-o", "loop", image, mnt] });
-    const loop = (await run({ file: "findmnt", args: ["-n", "-o", "SOURCE", mnt] })).stdout.trim();
-    // What the plugin writes before it freezes a copy's source; then the freeze, then the kill.
-    await mkdir(join(h.plugin.volumesDir, "frozen"), { recursive: true });
-    await writeFile(join(h.plugin.volumesDir, "frozen", "vol-frozen.json"), JSON.stringify({ volumeId: "vol-frozen", mountPoint: mnt, device: await deviceNumber(loop) }));
-    await run({ file: "fsfreeze", args: ["--freeze", mnt] });
+    const fs = await mountedExt4("frozen");
+    const mnt = fs.mnt;
+    await frozenByACrashedCopy(join(h.plugin.volumesDir, "frozen"), "vol-frozen", fs);
     await h.restart();
     expect(h.logged("thawed a filesystem an interrupted copy left frozen")).toBe(true);
     expect(await writesWithin(join(mnt, "after-thaw"), 10_000)).toBe(true);
