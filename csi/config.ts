@@ -32,6 +32,19 @@ export interface CsiConfig {
   /** A volume or snapshot still being created that nobody asked about for this long is removed. */
   readonly abandonCreatingAfterMs: number;
   readonly logLevel: string | undefined;
+  /** /healthz, /readyz and /metrics over HTTP; off when unset. */
+  readonly healthListen: Extract<Endpoint, { kind: "tcp" }> | undefined;
+  /** Registration with kubelet (csi/registration/); off when unset. */
+  readonly registration: RegistrationConfig | undefined;
+  /** How often the key source is probed for readiness. */
+  readonly keySourceProbeIntervalMs: number;
+}
+
+export interface RegistrationConfig {
+  /** kubelet's plugins_registry directory, as this process sees it. */
+  readonly dir: string;
+  /** The CSI socket's path as kubelet sees it on the node. */
+  readonly kubeletEndpoint: string;
 }
 
 export const CSI_USAGE = `usage: cloak csi [options]
@@ -55,6 +68,15 @@ export const CSI_USAGE = `usage: cloak csi [options]
                             (volumes are sparse; default 1.0: never more than fits)
   --abandon-creating-after S  remove a creation nobody retried for S seconds (default 3600)
   --log-level LEVEL         pino level (env LOG_LEVEL; default info)
+  --health-listen HOST:PORT /healthz (liveness: the gRPC server answers), /readyz (readiness: the
+                            tools, the key source, kubelet's registration) and /metrics over
+                            HTTP (default: off; the manifests use 0.0.0.0:9808)
+  --registration-dir DIR    register with kubelet through a socket in DIR, kubelet's
+                            plugins_registry (default: off; the node DaemonSet sets it)
+  --kubelet-endpoint PATH   the CSI socket as kubelet sees it, reported at registration
+                            (default /var/lib/kubelet/plugins/<driver name>/csi.sock)
+  --key-source-probe-interval SECONDS  how often readiness probes the key source (default 10)
+  --version                 print the version and exit
 `;
 
 /** Flags and environment → configuration. Pure, so that every default is tested. */
@@ -80,6 +102,10 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "overcommit-ratio": { type: "string", default: "1.0" },
       "abandon-creating-after": { type: "string", default: "3600" },
       "log-level": { type: "string" },
+      "health-listen": { type: "string", default: "" },
+      "registration-dir": { type: "string" },
+      "kubelet-endpoint": { type: "string" },
+      "key-source-probe-interval": { type: "string", default: "10" },
     },
   });
   const keySource = keySourceConfig(values);
@@ -115,7 +141,36 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     overcommitRatio,
     abandonCreatingAfterMs: abandonAfter * 1000,
     logLevel: values["log-level"],
+    healthListen: healthListen(values["health-listen"]),
+    registration: registrationConfig(values["registration-dir"], values["kubelet-endpoint"], driverName),
+    keySourceProbeIntervalMs: probeInterval(values["key-source-probe-interval"]),
   };
+}
+
+function healthListen(text: string): Extract<Endpoint, { kind: "tcp" }> | undefined {
+  if (text === "") return undefined;
+  const endpoint = parseEndpoint(text);
+  if (endpoint.kind !== "tcp") throw new InvalidArgumentError(`--health-listen takes host:port, not ${JSON.stringify(text)}`);
+  return endpoint;
+}
+
+function registrationConfig(dir: string | undefined, endpoint: string | undefined, driverName: string): RegistrationConfig | undefined {
+  if (dir === undefined) {
+    if (endpoint !== undefined) throw new InvalidArgumentError("--kubelet-endpoint needs --registration-dir");
+    return undefined;
+  }
+  if (!dir.startsWith("/")) throw new InvalidArgumentError(`--registration-dir ${dir} must be absolute`);
+  const parsed = parseEndpoint(endpoint ?? `/var/lib/kubelet/plugins/${driverName}/csi.sock`);
+  if (parsed.kind !== "unix") throw new InvalidArgumentError(`--kubelet-endpoint must be a unix socket path, not ${JSON.stringify(endpoint)}`);
+  return { dir, kubeletEndpoint: parsed.path };
+}
+
+function probeInterval(text: string): number {
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600) {
+    throw new InvalidArgumentError("--key-source-probe-interval takes seconds between 0.1 and 3600");
+  }
+  return Math.round(seconds * 1000);
 }
 
 function keySourceConfig(values: {

@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner } from "../lib/exec.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, stopOnSignals, type ServiceBinding } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
-import { packageRoot } from "../lib/paths.js";
 import { loadProto } from "../lib/proto.js";
+import { cloakVersion, startupFields } from "../lib/version.js";
 import type { ProtoGrpcType } from "../proto/gen/csi.js";
 import type { ControllerHandlers } from "../proto/gen/csi/v1/Controller.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
@@ -17,11 +16,17 @@ import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js"
 import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
 import { RecordStore } from "./disk/local/record-store.js";
+import { grpcSelfCheck, keySourceCheck } from "./health/checks.js";
+import { startHealthServer, type HealthCheck } from "./health/health-server.js";
+import { KeySourceMonitor } from "./health/key-source-monitor.js";
+import { withKeySourceCondition } from "./health/volume-condition.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
 import { LuksDevices } from "./luks/luks-device.js";
+import { CsiMetrics } from "./metrics.js";
 import { createNodeService } from "./node/node-service.js";
+import { KubeletRegistration } from "./registration/kubelet-registration.js";
 import { VolumeLocks } from "./volume-locks.js";
 
 /** `cloak csi`: the CSI plugin. Runs until SIGTERM/SIGINT. */
@@ -32,7 +37,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const config = parseCsiConfig(argv, process.env);
   const log = createLogger({ component: "csi", level: config.logLevel });
-  const version = (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+  log.info(startupFields(), "starting cloak csi");
+  const version = cloakVersion();
+  const metrics = new CsiMetrics();
   const run = createRunner({ logger: log.child({ scope: "exec" }) });
   const keys =
     config.keySource.kind === "file"
@@ -44,12 +51,24 @@ export async function main(argv: string[]): Promise<number> {
   const serves = (service: string): boolean => (config.services as readonly string[]).includes(service);
 
   const services: ServiceBinding[] = [];
-  const identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
-  services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
+  const identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run });
+  services.push({
+    definition: csi.Identity.service,
+    implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log, metrics),
+  });
+  const keySource = new KeySourceMonitor({
+    keys,
+    log: log.child({ scope: "key-source" }),
+    onProbe: (ready) => metrics.setKeySourceReady(ready),
+    intervalMs: config.keySourceProbeIntervalMs,
+  });
 
   if (serves("controller")) {
     const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
-    const onQuarantine = (path: string, reason: string): void => log.error({ path, reason }, "quarantined a record that cannot be read");
+    const onQuarantine = (path: string, reason: string): void => {
+      log.error({ path, reason }, "quarantined a record that cannot be read");
+      metrics.recordQuarantined(path, reason);
+    };
     const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
     const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
     const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs });
@@ -68,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     services.push({
       definition: csi.Controller.service,
-      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", csi.Controller.service, controller, log),
+      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", csi.Controller.service, controller, log, metrics),
     });
   }
   if (serves("node")) {
@@ -81,14 +100,56 @@ export async function main(argv: string[]): Promise<number> {
       disks: createLocalNodeSource({ dir: config.volumesDir, run }),
       locks,
     });
-    services.push({ definition: csi.Node.service, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, node, log) });
+    services.push({
+      definition: csi.Node.service,
+      implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, withKeySourceCondition(node, () => keySource.current), log, metrics),
+    });
   }
 
   const server = await startGrpcServer({ endpoint: config.endpoint, logger: log, services });
+  // In the background: a key source that does not answer must not hold the plugin's start back.
+  void keySource.start();
+  // After the CSI server: kubelet calls NodeGetInfo as soon as it finds the registration socket.
+  const registration = config.registration
+    ? await KubeletRegistration.start({
+        dir: config.registration.dir,
+        driverName: config.driverName,
+        kubeletEndpoint: config.registration.kubeletEndpoint,
+        log,
+        observer: metrics,
+        onState: (state, reported) => metrics.setKubeletRegistration(state.state === "registered", reported),
+      })
+    : undefined;
+  const readiness: HealthCheck[] = [grpcSelfCheck(server.endpoint, "Probe"), keySourceCheck(keySource, keys.kind)];
+  if (registration) readiness.push(registration.check);
+  const health = config.healthListen
+    ? await startHealthServer({ endpoint: config.healthListen, liveness: [grpcSelfCheck(server.endpoint, "GetPluginInfo")], readiness, registry: metrics.registry, log })
+    : undefined;
   log.info(
-    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: "local" },
+    {
+      driver: config.driverName,
+      version,
+      nodeId: config.nodeId,
+      services: config.services,
+      keySource: keys.kind,
+      diskSource: "local",
+      ...(registration ? { registrationSocket: registration.socketPath, kubeletEndpoint: config.registration?.kubeletEndpoint } : {}),
+      ...(health ? { healthPort: health.port } : {}),
+    },
     "cloak CSI plugin started",
   );
-  stopOnSignals([server, { stop: () => keys.close() }], log);
+  // The registration socket goes first, so that kubelet stops using the driver before it stops.
+  stopOnSignals(
+    [
+      {
+        stop: async () => {
+          await registration?.stop();
+          await Promise.all([server.stop(), health?.stop(), keySource.stop()]);
+          await keys.close();
+        },
+      },
+    ],
+    log,
+  );
   return new Promise<number>(() => undefined);
 }

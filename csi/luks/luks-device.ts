@@ -5,8 +5,9 @@ import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
 import * as cryptsetup from "./cryptsetup.js";
-import * as blkid from "../tools/blkid.js";
-import { checkHeader, wipingLabel, type HeaderVerdict, type LuksLabel } from "./policy.js";
+import { headerVerdict, parseHeaderArea, type HeaderParse } from "./header.js";
+import { readHeaderArea } from "./header-read.js";
+import { wipingLabel, type HeaderVerdict, type LuksLabel } from "./policy.js";
 
 /**
  * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
@@ -49,20 +50,18 @@ export class LuksDevices {
     return verdict;
   }
 
+  /** Read in process (header.ts), not through `cryptsetup luksDump`: one process fewer per stage. */
   async inspectHeader(device: string, signal: Signal): Promise<HeaderVerdict> {
-    const metadata = await this.readHeader(device, signal);
-    if (metadata === undefined) return { violations: ["the header's JSON metadata cannot be parsed"], integrity: false };
-    return checkHeader(metadata);
+    return headerVerdict(await readHeaderArea(device, signal));
   }
 
-  /** The header's JSON metadata, or undefined when it does not parse. */
-  async readHeader(device: string, signal: Signal): Promise<unknown> {
-    const dump = await this.options.run(cryptsetup.luksDumpJson(device), { signal });
-    try {
-      return JSON.parse(dump.stdout) as unknown;
-    } catch {
-      return undefined;
-    }
+  /**
+   * Both copies of the header, read in process and checked as cryptsetup checks them; `header`
+   * is the copy cryptsetup uses (header.ts). For the decisions made before the policy check: a
+   * cut-off format, how far an integrity wipe got.
+   */
+  async readHeader(device: string, signal: Signal): Promise<HeaderParse> {
+    return parseHeaderArea(await readHeaderArea(device, signal));
   }
 
   async open(spec: { device: string; name: string; uuid: string; integrityNoJournal?: boolean }, signal: Signal): Promise<void> {
@@ -110,10 +109,10 @@ export class LuksDevices {
     return result.exitCode === 0;
   }
 
-  /** The label of the LUKS2 header on `device` (a block device or an image file), if it has one. */
+  /** The label of the copy of the LUKS2 header cryptsetup uses on `device` (a block device or an image file), if it has one. */
   async label(device: string, signal: Signal): Promise<string | undefined> {
-    const probe = blkid.parseProbe(await this.options.run(blkid.probe(device), { signal }));
-    return probe.kind === "found" && probe.fields["TYPE"] === "crypto_LUKS" ? probe.fields["LABEL"] : undefined;
+    const parsed = await this.readHeader(device, signal);
+    return parsed.ok ? parsed.header.label : undefined;
   }
 
   async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {

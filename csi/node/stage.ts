@@ -5,6 +5,7 @@ import { FailedPreconditionError } from "../../lib/errors.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint, failpointLeaving } from "../failpoints.js";
 import * as cryptsetup from "../luks/cryptsetup.js";
+import type { HeaderParse } from "../luks/header.js";
 import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import { dataOffsetBytes, isNeverUsedLabel, isUnfinishedFormat, LUKS_FORMAT, wipedBytes, wipingLabel } from "../luks/policy.js";
 import * as blkid from "../tools/blkid.js";
@@ -52,6 +53,12 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
   const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
   const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
   let plan = planDevice(probe, nonZero);
+  // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the copy
+  // cryptsetup uses (header.ts), which after an interrupted relabel may be the other one.
+  const header = plan.action === "open" ? await deps.luks.readHeader(device, signal) : undefined;
+  if (plan.action === "open" && header?.ok) {
+    plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
+  }
 
   if (mapping.active) {
     // An open mapping means an earlier attempt got this far; never format under it.
@@ -61,7 +68,7 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
     if (plan.action !== "open") {
       throw new FailedPreconditionError(`${name} is open but ${device} no longer carries its LUKS2 header`);
     }
-  } else if (plan.action === "open" && isNeverUsedLabel(plan.label) && (await isUnfinishedFormatOn(deps, device, plan, signal))) {
+  } else if (plan.action === "open" && isNeverUsedLabel(plan.label) && header && (await isUnfinishedFormatOn(deps, device, header, signal))) {
     log.warn({ device, keyId: plan.uuid }, "the disk holds a header whose format was cut off before its keyslot was written; formatting it again");
     plan = { action: "format", uuid: plan.uuid };
   }
@@ -104,12 +111,12 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
 
 /**
  * Whether the header on `device` is a format cloak began and never finished (policy.ts,
- * isUnfinishedFormat) and its data area was never written: then it held nothing, ever.
+ * isUnfinishedFormat) and its data area was never written: then it held nothing, ever. Every
+ * valid copy of the header must say so, not only the one cryptsetup uses.
  */
-async function isUnfinishedFormatOn(deps: StageDeps, device: string, plan: { label: string | undefined; subsystem: string | undefined }, signal: AbortSignal): Promise<boolean> {
-  const metadata = await deps.luks.readHeader(device, signal);
-  if (!isUnfinishedFormat(metadata, plan)) return false;
-  const offset = dataOffsetBytes(metadata);
+async function isUnfinishedFormatOn(deps: StageDeps, device: string, header: HeaderParse, signal: AbortSignal): Promise<boolean> {
+  if (!header.ok || !header.copies.every((copy) => isUnfinishedFormat(copy.metadata, copy))) return false;
+  const offset = dataOffsetBytes(header.header.metadata);
   if (offset === undefined) return false;
   const size = await deviceSize(deps.run, device, signal);
   return offset < size && (await firstNonZeroByte(device, size - offset, offset)) === undefined;
