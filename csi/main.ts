@@ -11,6 +11,7 @@ import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
 import { CSI_USAGE, parseCsiConfig } from "./config.js";
 import { createControllerService } from "./controller/controller-service.js";
+import { Reconciler } from "./controller/reconcile.js";
 import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js";
 import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
@@ -65,16 +66,28 @@ export async function main(argv: string[]): Promise<number> {
 
   if (serves("controller")) {
     const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
+    const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
+    const onQuarantine = (path: string, reason: string): void => {
+      log.error({ path, reason }, "quarantined a record that cannot be read");
+      metrics.recordQuarantined(path, reason);
+    };
+    const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
+    const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
+    const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs });
+    await reconciler.startup();
+    reconciler.start();
     const controller = createControllerService({
       nodeId: config.nodeId,
-      disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
-      volumes: await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord),
-      snapshots: await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord),
+      disks,
+      volumes,
+      snapshots,
       luks,
       locks,
       log,
       lineage,
       driverName: config.driverName,
+      overcommitRatio: config.overcommitRatio,
+      activity: reconciler,
     });
     services.push({
       definition: csi.Controller.service,

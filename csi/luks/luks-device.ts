@@ -5,9 +5,9 @@ import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
 import * as cryptsetup from "./cryptsetup.js";
-import { headerVerdict } from "./header.js";
+import { headerVerdict, parseHeaderArea, type HeaderParse } from "./header.js";
 import { readHeaderArea } from "./header-read.js";
-import type { HeaderVerdict, LuksLabel } from "./policy.js";
+import { wipingLabel, type HeaderVerdict, type LuksLabel } from "./policy.js";
 
 /**
  * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
@@ -26,13 +26,16 @@ export class LuksDevices {
 
   /**
    * Formats an empty disk. The LUKS UUID is the key id, so every volume gets its own key and a
-   * copy of the volume (clone, restore) keeps opening with it. The controller chooses it at
-   * CreateVolume (and records it); a volume made before that gets a random one here.
+   * copy of the volume (clone, restore) keeps opening with it: the controller chooses it at
+   * CreateVolume (and records it), a format that was cut off is redone with the UUID it had,
+   * and a volume made before key binding gets a random one here. An integrity volume is
+   * labelled "wiping:0": its tags are initialised next (integrity-wipe.ts).
    */
-  async format(device: string, integrity: boolean, signal: Signal, keyId?: string): Promise<string> {
-    const uuid = keyId ?? randomUUID();
+  async format(device: string, options: { integrity: boolean; uuid?: string | undefined }, signal: Signal): Promise<string> {
+    const uuid = options.uuid ?? randomUUID();
+    const label = options.integrity ? wipingLabel(0) : "fresh";
     await this.withKey(uuid, signal, (passphrase) =>
-      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity }), { signal }),
+      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity: options.integrity, label }), { signal }),
     );
     return uuid;
   }
@@ -53,11 +56,26 @@ export class LuksDevices {
     return headerVerdict(await readHeaderArea(device, signal));
   }
 
-  async open(spec: { device: string; name: string; uuid: string }, signal: Signal): Promise<void> {
+  /**
+   * Both copies of the header, read in process and checked as cryptsetup checks them; `header`
+   * is the copy cryptsetup uses (header.ts). For the decisions made before the policy check: a
+   * cut-off format, how far an integrity wipe got.
+   */
+  async readHeader(device: string, signal: Signal): Promise<HeaderParse> {
+    return parseHeaderArea(await readHeaderArea(device, signal));
+  }
+
+  async open(spec: { device: string; name: string; uuid: string; integrityNoJournal?: boolean }, signal: Signal): Promise<void> {
     try {
       await this.withKey(spec.uuid, signal, (passphrase) =>
         this.options.run(
-          cryptsetup.luksOpen({ device: spec.device, name: spec.name, passphrase, bypassWorkqueues: this.options.bypassWorkqueues }),
+          cryptsetup.luksOpen({
+            device: spec.device,
+            name: spec.name,
+            passphrase,
+            bypassWorkqueues: this.options.bypassWorkqueues,
+            integrityNoJournal: spec.integrityNoJournal ?? false,
+          }),
           { signal },
         ),
       );
@@ -90,6 +108,12 @@ export class LuksDevices {
   async isLuks(device: string, signal: Signal): Promise<boolean> {
     const result = await this.options.run(cryptsetup.isLuks2(device), { signal });
     return result.exitCode === 0;
+  }
+
+  /** The label of the copy of the LUKS2 header cryptsetup uses on `device` (a block device or an image file), if it has one. */
+  async label(device: string, signal: Signal): Promise<string | undefined> {
+    const parsed = await this.readHeader(device, signal);
+    return parsed.ok ? parsed.header.label : undefined;
   }
 
   async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {

@@ -84,6 +84,8 @@ export async function pluginCommand(options: PluginOptions): Promise<{ socket: s
   return { socket, kubeletDir, volumesDir, args };
 }
 
+const STARTUP_TIMEOUT_MS = 300_000;
+
 async function waitUntilServing(
   client: CsiClient,
   child: ChildProcess,
@@ -92,7 +94,9 @@ async function waitUntilServing(
 ): Promise<void> {
   let done = false;
   void exited.then(() => (done = true));
-  const deadline = Date.now() + 120_000;
+  // Generous: a plugin's first start in the VM tier compiles every module under an emulated
+  // CPU, which on a busy machine has taken two minutes.
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (done) throw new Error(`the plugin exited during startup:\n${output()}`);
     try {
@@ -103,5 +107,5 @@ async function waitUntilServing(
     }
   }
   child.kill("SIGKILL");
-  throw new Error(`the plugin did not answer within 120 s:\n${output()}`);
+  throw new Error(`the plugin did not answer within ${STARTUP_TIMEOUT_MS / 1000} s:\n${output()}`);
 }
