@@ -73,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
     const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
-    const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs });
+    const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs, lineage, driverName: config.driverName });
     await reconciler.startup();
     reconciler.start();
     const controller = createControllerService({
