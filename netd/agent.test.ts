@@ -2,12 +2,15 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { KubeClient, ListMeta } from "../lib/kube/client.js";
+import type { Node } from "../lib/kube/types.js";
 import { createLogger } from "../lib/log.js";
 import { Agent, mtuOverheadFor } from "./agent.js";
 import type { ApplyResult, Dataplane, Implementation, NodeSource } from "./backend.js";
 import { parseCommand } from "./config.js";
 import type { KeyPair } from "./keys.js";
 import { NetdMetrics } from "./metrics.js";
+import { KubeNodeSource } from "./node-source.js";
 import { PORT_ANNOTATION, PUBLIC_KEY_ANNOTATION, type NodeInfo } from "./nodes.js";
 import type { Plan } from "./plan.js";
 import { startStatusServer } from "./status-server.js";
@@ -153,9 +156,9 @@ describe("Agent", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const start = async (flags: string[] = []) => {
+  const start = async (flags: string[] = [], source: NodeSource = nodes) => {
     const { config } = parseCommand(["run", "--node-name=n1", `--state-dir=${dir}`, "--resync-interval=3600", ...flags], {});
-    agent = new Agent({ config, nodes, dataplane: dp, logger: createLogger({ component: "test", level: "silent" }), metrics: new NetdMetrics(), retryMs: 20, statsIntervalMs: 3_600_000 });
+    agent = new Agent({ config, nodes: source, dataplane: dp, logger: createLogger({ component: "test", level: "silent" }), metrics: new NetdMetrics(), retryMs: 20, statsIntervalMs: 3_600_000 });
     await agent.start();
     return agent;
   };
@@ -184,6 +187,33 @@ describe("Agent", () => {
     ]);
     // The key is published once, after the first apply that found this Node without it.
     expect(nodes.patches).toHaveLength(1);
+  });
+
+  it("reconciles after the real node source's first list with no watch event after it (Nodes that exist before netd starts)", async () => {
+    // The reflector tells of its list synchronously and the reconcile checks synced at once:
+    // a source that set synced after telling would be ignored until the next Node event.
+    const client = {
+      async list(_path: string, _query: unknown, onItem: (item: unknown) => void): Promise<ListMeta> {
+        await Promise.resolve();
+        const items: Node[] = [1, 2].map((i) => ({
+          metadata: { name: `n${i}`, annotations: { [PUBLIC_KEY_ANNOTATION]: KEY(i), [PORT_ANNOTATION]: "51872" } },
+          spec: { podCIDRs: [`198.51.100.${64 * (i - 1)}/26`] },
+          status: { addresses: [{ type: "InternalIP", address: `192.0.2.${10 + i}` }] },
+        }));
+        for (const item of items) onItem(item);
+        return { resourceVersion: "1", continue: undefined, items: items.length };
+      },
+      // A quiet cluster: the watch tells of nothing (publishing the key is the only change).
+      watch: (_path: string, _query: unknown, _onEvent: unknown, o: { signal?: AbortSignal }) =>
+        new Promise<void>((resolve) => o.signal?.addEventListener("abort", () => resolve(), { once: true })),
+      mergePatch: async () => ({}),
+      close: () => undefined,
+    };
+    const source = new KubeNodeSource(client as unknown as KubeClient, createLogger({ component: "test", level: "silent" }));
+    const a = await start(["--no-strict"], source);
+    await expect.poll(() => a.healthy, { timeout: 2_000 }).toBe(true);
+    expect(dp.applies.map((x) => [x.mode, x.plan.peers.map((p) => p.node)])).toEqual([["full", ["n2"]]]);
+    expect(a.status().synced).toBe(true);
   });
 
   it("runs once more, with the newest nodes, for events that arrive during a reconcile (never once per event)", async () => {

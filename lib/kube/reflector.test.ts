@@ -149,4 +149,17 @@ describe("the reflector's sink", () => {
     expect(seen).toEqual(["list ns/a", "added ns/a,ns/b", "deleted ns/b"]);
     await r.stop();
   });
+
+  it("is synced when it hands over a list, so a consumer that checks synced acts on it at once", async () => {
+    const oneList = () => scriptedClient({ lists: [() => ({ items: [obj("a", "1")], resourceVersion: "1" })], watches: [] }).client;
+    const seen: string[] = [];
+    const whole: Reflector<string> = new Reflector<string>({ client: oneList(), path: "/x", project: nameOf, logger, onChange: (_all, reason) => seen.push(`onChange ${reason} synced=${String(whole.synced)}`) });
+    const sink: ReflectorSink<string> = { replace: () => seen.push(`replace synced=${String(each.synced)}`), upsert: () => undefined, remove: () => undefined };
+    const each: Reflector<string> = new Reflector<string>({ client: oneList(), path: "/x", project: nameOf, logger, sink });
+    whole.start();
+    each.start();
+    await Promise.all([whole.whenSynced(), each.whenSynced()]);
+    expect(seen.sort()).toEqual(["onChange list synced=true", "replace synced=true"]);
+    await Promise.all([whole.stop(), each.stop()]);
+  });
 });

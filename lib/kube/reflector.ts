@@ -25,7 +25,7 @@ export const LIST_PAGE_SIZE = 500;
  * authorisation caches), so that the reflector does not hold a second map of every object.
  */
 export interface ReflectorSink<T> {
-  /** The whole set, after a (re-)list. */
+  /** The whole set, after a (re-)list (`synced` is already true). */
   replace(objects: Map<string, T>): void;
   /** `reason`: which watch event it was (the reflector always says; callers elsewhere may not). */
   upsert(key: string, object: T, reason?: "added" | "modified"): void;
@@ -35,7 +35,7 @@ export interface ReflectorSink<T> {
 /** Either `onChange` (the whole set after every change) or `sink` (each change). */
 type ReflectorOutput<T> =
   | {
-      /** Called with the whole set after every (re-)list and after each watch event. */
+      /** Called with the whole set after every (re-)list and after each watch event; `synced` is already true. */
       readonly onChange: (objects: ReadonlyMap<string, T>, reason: string) => void;
       readonly sink?: never;
     }
@@ -143,9 +143,11 @@ export class Reflector<T> {
       resourceVersion = meta.resourceVersion;
       page = meta.continue;
     } while (page !== undefined);
-    this.sink.replace(objects);
+    // synced before the sink hears of the list: a consumer that acts on it at once checks
+    // synced (netd's Agent does), and with no event after the list it would never act.
     this.resourceVersion = resourceVersion;
     this.synced = true;
+    this.sink.replace(objects);
     this.listed();
   }
 

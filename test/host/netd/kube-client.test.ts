@@ -129,6 +129,20 @@ describe("lib/kube against a real API server", () => {
     }
   });
 
+  it("netd's node source tells of its first list already synced (netd's Agent ignores Nodes until then)", async () => {
+    const client = await KubeClient.connect(api.kubeconfigPath);
+    const source = new KubeNodeSource(client, logger);
+    const told: Array<{ reason: string; synced: boolean; size: number }> = [];
+    source.start((nodes, reason) => told.push({ reason, synced: source.synced, size: nodes.size }));
+    try {
+      await expect.poll(() => told.length, { timeout: 20_000 }).toBeGreaterThan(0);
+      expect(told[0]).toMatchObject({ reason: "list", synced: true });
+      expect(told[0]?.size).toBeGreaterThan(0);
+    } finally {
+      await source.stop();
+    }
+  });
+
   it("reads one Node and sets and removes its annotations with a merge patch (netd's node source)", async () => {
     const client = await KubeClient.connect(api.kubeconfigPath);
     const source = new KubeNodeSource(client, logger);
