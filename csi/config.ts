@@ -7,6 +7,8 @@ export type CsiService = "controller" | "node";
 
 export type KeySourceConfig =
   | { readonly kind: "file"; readonly dir: string }
+  /** A wrapper's controller-only process: it never touches a key. */
+  | { readonly kind: "none" }
   | {
       readonly kind: "keyservice";
       readonly target: string;
@@ -28,6 +30,8 @@ export interface CsiConfig {
   readonly maxVolumesPerNode: number;
   readonly bypassWorkqueues: boolean;
   readonly logLevel: string | undefined;
+  /** Wrapper mode (csi/wrap/): the inner driver's socket, and where its per-volume paths go. */
+  readonly wrap: { readonly endpoint: Endpoint; readonly innerRoot: string } | undefined;
 }
 
 export const CSI_USAGE = `usage: cloak csi [options]
@@ -47,6 +51,11 @@ export const CSI_USAGE = `usage: cloak csi [options]
                             (default /var/lib/kubelet)
   --max-volumes-per-node N  reported to the CO; 0 = no limit (default 0)
   --bypass-workqueues       open dm-crypt with no_read_workqueue/no_write_workqueue
+  --wrap ENDPOINT           put LUKS2 in front of another CSI driver serving block volumes, at
+                            ENDPOINT (its node plugin's socket, or its controller's); needs
+                            --services node or --services controller (one per process)
+  --inner-root DIR          with --wrap (node): where the wrapped driver stages and publishes
+                            (default /var/lib/kubelet/plugins/kubernetes.io/csi/<driver-name>/inner)
   --log-level LEVEL         pino level (env LOG_LEVEL; default info)
 `;
 
@@ -71,9 +80,10 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "max-volumes-per-node": { type: "string", default: "0" },
       "bypass-workqueues": { type: "boolean", default: false },
       "log-level": { type: "string" },
+      wrap: { type: "string" },
+      "inner-root": { type: "string" },
     },
   });
-  const keySource = keySourceConfig(values);
   const maxVolumes = Number(values["max-volumes-per-node"]);
   if (!Number.isSafeInteger(maxVolumes) || maxVolumes < 0) throw new InvalidArgumentError("--max-volumes-per-node must be a whole number ≥ 0");
   const driverName = values["driver-name"];
@@ -85,6 +95,8 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   if (services.length === 0 || unknownServices.length > 0) {
     throw new InvalidArgumentError(`--services takes controller and/or node, not ${JSON.stringify(values.services)}`);
   }
+  const wrap = wrapConfig(values.wrap, values["inner-root"], services, driverName);
+  const keySource = wrap && !services.includes("node") && !values["key-dir"] && !values.keyservice ? ({ kind: "none" } as const) : keySourceConfig(values);
   const roots = values["allowed-path-root"] ?? ["/var/lib/kubelet"];
   for (const root of roots) {
     if (!root.startsWith("/")) throw new InvalidArgumentError(`--allowed-path-root ${root} must be absolute`);
@@ -100,7 +112,30 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     maxVolumesPerNode: maxVolumes,
     bypassWorkqueues: values["bypass-workqueues"],
     logLevel: values["log-level"],
+    wrap,
   };
+}
+
+function wrapConfig(
+  endpoint: string | undefined,
+  innerRoot: string | undefined,
+  services: readonly string[],
+  driverName: string,
+): CsiConfig["wrap"] {
+  if (endpoint === undefined) {
+    if (innerRoot !== undefined) throw new InvalidArgumentError("--inner-root needs --wrap");
+    return undefined;
+  }
+  // The inner driver's node socket is on the node, its controller's in the controller's pod:
+  // one process cannot reach both.
+  if (new Set(services).size !== 1) {
+    throw new InvalidArgumentError("--wrap serves one CSI service per process: --services node (on every node) or --services controller (beside the inner controller)");
+  }
+  const root = innerRoot ?? `/var/lib/kubelet/plugins/kubernetes.io/csi/${driverName}/inner`;
+  if (!root.startsWith("/") || root.endsWith("/") || root.split("/").includes("..")) {
+    throw new InvalidArgumentError(`--inner-root ${root} must be an absolute, normalised path`);
+  }
+  return { endpoint: parseEndpoint(endpoint), innerRoot: root };
 }
 
 function keySourceConfig(values: {

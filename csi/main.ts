@@ -22,6 +22,8 @@ import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { createNodeService } from "./node/node-service.js";
 import { VolumeLocks } from "./volume-locks.js";
+import { NO_KEYS } from "./wrap/no-keys.js";
+import { wrapServices } from "./wrap/services.js";
 
 /** `cloak csi`: the CSI plugin. Runs until SIGTERM/SIGINT. */
 export async function main(argv: string[]): Promise<number> {
@@ -36,18 +38,25 @@ export async function main(argv: string[]): Promise<number> {
   const keys =
     config.keySource.kind === "file"
       ? await createFileKeySource({ dir: config.keySource.dir })
-      : await createKeyServiceKeySource({ ...config.keySource, logger: log.child({ scope: "keyservice-client" }) });
+      : config.keySource.kind === "none"
+        ? NO_KEYS
+        : await createKeyServiceKeySource({ ...config.keySource, logger: log.child({ scope: "keyservice-client" }) });
   const luks = new LuksDevices({ run, keys, bypassWorkqueues: config.bypassWorkqueues });
   const locks = new VolumeLocks();
   const csi = loadProto<ProtoGrpcType>("csi.proto").csi.v1;
   const serves = (service: string): boolean => (config.services as readonly string[]).includes(service);
 
   const services: ServiceBinding[] = [];
-  const identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
+  let identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
+  // Wrapper mode (csi/wrap/): the wrap controller service instead of the local one, the node
+  // service over the wrap disk source, and service definitions that forward bytes.
+  const wrap = config.wrap && wrapServices({ ...config.wrap, csi, controller: serves("controller"), run, log });
+  if (wrap) identity = wrap.identity(identity);
   services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
 
   if (serves("controller")) {
-    const controller = createControllerService({
+    const definition = wrap?.controllerDefinition ?? csi.Controller.service;
+    const controller = wrap?.controller() ?? createControllerService({
       nodeId: config.nodeId,
       disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
       volumes: await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord),
@@ -57,28 +66,29 @@ export async function main(argv: string[]): Promise<number> {
       log,
     });
     services.push({
-      definition: csi.Controller.service,
-      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", csi.Controller.service, controller, log),
+      definition,
+      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log),
     });
   }
   if (serves("node")) {
+    const definition = wrap?.nodeDefinition ?? csi.Node.service;
     const node = createNodeService({
       nodeId: config.nodeId,
       maxVolumesPerNode: config.maxVolumesPerNode,
       allowedPathRoots: config.allowedPathRoots,
       run,
       luks,
-      disks: createLocalNodeSource({ dir: config.volumesDir, run }),
+      disks: wrap?.nodeSource() ?? createLocalNodeSource({ dir: config.volumesDir, run }),
       locks,
     });
-    services.push({ definition: csi.Node.service, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, node, log) });
+    services.push({ definition, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", definition, node, log) });
   }
 
   const server = await startGrpcServer({ endpoint: config.endpoint, logger: log, services });
   log.info(
-    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: "local" },
+    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: wrap?.describe ?? "local" },
     "cloak CSI plugin started",
   );
-  stopOnSignals([server, { stop: () => keys.close() }], log);
+  stopOnSignals([server, { stop: () => keys.close() }, ...(wrap ? [wrap] : [])], log);
   return new Promise<number>(() => undefined);
 }

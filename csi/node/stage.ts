@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import type { Runner } from "../../lib/exec.js";
 import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
-import type { NodeDiskSource } from "../disk/disk-source.js";
+import type { AttachRequest, NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint } from "../failpoints.js";
 import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import * as blkid from "../tools/blkid.js";
@@ -28,6 +28,8 @@ export interface StageRequest {
   readonly contextFsType: Filesystem | undefined;
   /** Whether the controller created the volume with dm-integrity. */
   readonly integrity: boolean;
+  /** What the disk source needs to attach the disk. */
+  readonly disk: AttachRequest;
   readonly signal: AbortSignal;
   readonly log: Logger;
 }
@@ -40,7 +42,7 @@ export interface StageRequest {
  */
 export async function stageVolume(deps: StageDeps, request: StageRequest): Promise<void> {
   const { volumeId, signal, log } = request;
-  const device = await deps.disks.attach(volumeId, { signal });
+  const device = await deps.disks.attach(request.disk);
   failpoint("stage:after-attach");
 
   const name = mapperName(volumeId);
@@ -172,7 +174,7 @@ async function deviceSize(run: Runner, device: string, signal: AbortSignal): Pro
  */
 export async function unstageVolume(
   deps: StageDeps,
-  request: { volumeId: string; stagingPath: string; signal: AbortSignal; log: Logger },
+  request: { volumeId: string; stagingPath: string; signal: AbortSignal; deadline?: number | undefined; log: Logger },
 ): Promise<void> {
   const { volumeId, stagingPath, signal, log } = request;
   const name = mapperName(volumeId);
@@ -187,5 +189,5 @@ export async function unstageVolume(
     log.info({ mapper: name }, "closed");
   }
   failpoint("unstage:after-close");
-  await deps.disks.detach(volumeId, { signal });
+  await deps.disks.detach({ volumeId, stagingPath, signal, deadline: request.deadline });
 }
