@@ -29,10 +29,9 @@ export interface WrapNodeSourceOptions {
   readonly log: Logger;
   /** How long NodeExpandVolume waits for the disk to show its new size. */
   readonly growWaitMs?: number;
+  /** How long the inner node's capabilities are trusted before being asked again (an upgrade may change them); 60 s. */
+  readonly capabilitiesTtlMs?: number | undefined;
 }
-
-/** How long the inner node's capabilities are trusted before being asked again (an upgrade may change them). */
-const CAPABILITIES_TTL_MS = 60_000;
 
 /**
  * The wrap disk source's node half: a volume's disk is whatever block device the inner driver
@@ -46,7 +45,7 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
   let capabilities: { at: number; rpcs: Set<string> } | undefined;
 
   async function innerRpcs(bounds: CallBounds): Promise<Set<string>> {
-    if (capabilities && Date.now() - capabilities.at < CAPABILITIES_TTL_MS) return capabilities.rpcs;
+    if (capabilities && Date.now() - capabilities.at < (options.capabilitiesTtlMs ?? 60_000)) return capabilities.rpcs;
     const answer = await inner.call(definition, "NodeGetCapabilities", {}, bounds);
     capabilities = { at: Date.now(), rpcs: new Set(answer.capabilities.map((c) => c.rpc?.type ?? "UNKNOWN")) };
     return capabilities.rpcs;

@@ -22,6 +22,8 @@ export interface WrapServicesOptions {
   readonly controller: boolean;
   readonly run: Runner;
   readonly log: Logger;
+  /** How long the inner node's capabilities are cached (tests: 0). */
+  readonly capabilitiesTtlMs?: number;
 }
 
 /** What csi/main.ts puts in place of the local pieces in wrapper mode. */
@@ -46,7 +48,7 @@ export function wrapServices(options: WrapServicesOptions): WrapServices {
     controllerDefinition: withRawMessages(csi.Controller.service),
     nodeDefinition: withRawMessages(csi.Node.service),
     controller: () => createWrapControllerService({ inner, definition: csi.Controller.service, log }),
-    nodeSource: () => createWrapNodeSource({ inner, definition: csi.Node.service, root: options.innerRoot, run: options.run, log }),
+    nodeSource: () => createWrapNodeSource({ inner, definition: csi.Node.service, root: options.innerRoot, run: options.run, log, capabilitiesTtlMs: options.capabilitiesTtlMs }),
     stop: async () => inner.close(),
   };
 }
