@@ -50,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   let identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
   // Wrapper mode (csi/wrap/): the wrap controller service instead of the local one, the node
   // service over the wrap disk source, and service definitions that forward bytes.
-  const wrap = config.wrap && wrapServices({ ...config.wrap, csi, controller: serves("controller"), run, log });
+  const wrap = config.wrap && wrapServices({ ...config.wrap, csi, run, log });
   if (wrap) identity = wrap.identity(identity);
   services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
 

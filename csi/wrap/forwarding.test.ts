@@ -46,7 +46,7 @@ beforeAll(async () => {
   innerRoot = join(kubelet, "plugins", "kubernetes.io", "csi", "wrapped.cloak.dev", "inner");
   inner = await startScriptedCsiServer(join(dir, "inner.sock"));
   const run = createRunner({ logger: log });
-  const wrap = wrapServices({ endpoint: { kind: "unix", path: join(dir, "inner.sock") }, innerRoot, csi, controller: true, run, log, capabilitiesTtlMs: 0 });
+  const wrap = wrapServices({ endpoint: { kind: "unix", path: join(dir, "inner.sock") }, innerRoot, csi, run, log, capabilitiesTtlMs: 0 });
   const node = createNodeService({
     nodeId: "unused",
     maxVolumesPerNode: 0,

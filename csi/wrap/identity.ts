@@ -6,13 +6,15 @@ import type { InnerDriver } from "./inner-driver.js";
 
 /**
  * cloak's Identity service in front of a wrapped driver: cloak's own name and version, and its
- * own checks in Probe, but capabilities that depend on the inner driver taken from it —
- * topology constraints (the volumes are the inner driver's) and its expansion mode. Group
- * snapshots and the snapshot metadata service are not wrapped, so not advertised.
+ * own checks in Probe, but the capabilities of the plugin as a whole taken from the inner
+ * driver — its controller service (which cloak wraps, in the other process: like split
+ * drivers, each process describes the whole plugin), topology constraints (the volumes are the
+ * inner driver's) and its expansion mode. Group snapshots and the snapshot metadata service
+ * are not wrapped, so not advertised.
  */
 export function wrapIdentity(
   base: AsyncHandlers<IdentityHandlers>,
-  options: { inner: InnerDriver; definition: IdentityDefinition; controller: boolean },
+  options: { inner: InnerDriver; definition: IdentityDefinition },
 ): AsyncHandlers<IdentityHandlers> {
   const { inner, definition } = options;
   return {
@@ -21,9 +23,9 @@ export function wrapIdentity(
     async GetPluginCapabilities(_req, { signal, call }) {
       const answer = await inner.call(definition, "GetPluginCapabilities", {}, { signal, deadline: callDeadline(call) });
       const capabilities: PluginCapability[] = [];
-      if (options.controller) capabilities.push({ service: { type: "CONTROLLER_SERVICE" } });
       for (const c of answer.capabilities) {
-        if (c.service?.type === "VOLUME_ACCESSIBILITY_CONSTRAINTS") capabilities.push({ service: { type: "VOLUME_ACCESSIBILITY_CONSTRAINTS" } });
+        const service = c.service?.type;
+        if (service === "CONTROLLER_SERVICE" || service === "VOLUME_ACCESSIBILITY_CONSTRAINTS") capabilities.push({ service: { type: service } });
         if (c.volume_expansion && c.volume_expansion.type !== "UNKNOWN") capabilities.push({ volume_expansion: { type: c.volume_expansion.type } });
       }
       return { capabilities };

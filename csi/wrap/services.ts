@@ -18,8 +18,6 @@ export interface WrapServicesOptions {
   readonly endpoint: Endpoint;
   readonly innerRoot: string;
   readonly csi: ProtoGrpcType["csi"]["v1"];
-  /** Whether this process serves the controller (else the node). */
-  readonly controller: boolean;
   readonly run: Runner;
   readonly log: Logger;
   /** How long the inner node's capabilities are cached (tests: 0). */
@@ -44,7 +42,7 @@ export function wrapServices(options: WrapServicesOptions): WrapServices {
   const inner = new InnerDriver(options.endpoint, log.child({ scope: "inner" }));
   return {
     describe: `wrap ${formatEndpoint(options.endpoint)}`,
-    identity: (base) => wrapIdentity(base, { inner, definition: csi.Identity.service, controller: options.controller }),
+    identity: (base) => wrapIdentity(base, { inner, definition: csi.Identity.service }),
     controllerDefinition: withRawMessages(csi.Controller.service),
     nodeDefinition: withRawMessages(csi.Node.service),
     controller: () => createWrapControllerService({ inner, definition: csi.Controller.service, log }),
