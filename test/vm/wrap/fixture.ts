@@ -58,7 +58,10 @@ export class WrapFixture {
     await mkdir(this.stateDir, { recursive: true });
     await this.startDriver();
     this.inner = connectCsi(this.innerSocket);
-    [this.node, this.controller] = await Promise.all([this.startNode(), this.startController()]);
+    // One after the other: two Node starts at once on the VM's emulated CPU take longer than
+    // twice one.
+    this.node = await this.startNode();
+    this.controller = await this.startController();
   }
 
   async tearDown(): Promise<void> {

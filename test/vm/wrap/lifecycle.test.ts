@@ -5,11 +5,12 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as blkid from "../../../csi/tools/blkid.js";
 import { innerPaths } from "../../../csi/wrap/layout.js";
-import { MiB, NOTHING, WrapFixture, blockCapability, mountCapability, run } from "./fixture.js";
+import { MiB, NOTHING, WrapFixture, blockCapability, mountCapability, run, type Hostile } from "./fixture.js";
 
 // A volume's life through cloak in front of the block test driver in its attach-required
 // profile (EBS-like: ControllerPublish returns the devicePath NodeStage needs), on a kernel
-// with dm-crypt, driven in the order the sidecars and kubelet call.
+// with dm-crypt, driven in the order the sidecars and kubelet call; then the same driver
+// turned hostile. (The bind profile runs under csi-sanity, test/sanity/wrap.sh.)
 
 const fx = new WrapFixture("attach");
 beforeAll(() => fx.setUp());
@@ -198,3 +199,53 @@ describe("identity and topology", () => {
 async function fileSize(file: string): Promise<number> {
   return Number((await run({ file: "stat", args: ["-c", "%s", file] })).stdout.trim());
 }
+
+// A wrapped driver that misbehaves at NodePublish (the block test driver's --hostile modes,
+// restarted under the same socket): cloak answers with a clear status, formats nothing, and
+// leaves nothing behind — no mount, no mapping, no directory, no inner publication.
+const REFUSALS: [Hostile, RegExp][] = [
+  ["non-block", /placed a regular file at .*, not a block device: cloak wraps only drivers that serve block volumes/],
+  ["symlink", /placed a symbolic link at .* \(to \/dev\/loop\d+\), not a block device/],
+  ["data", /holds ext4 filesystem .*refusing to format it/],
+];
+
+describe.each(REFUSALS)("an inner driver that publishes %s", (hostile, message) => {
+  it("gets FailedPrecondition, and its publication is undone", async () => {
+    await fx.restartDriver(hostile);
+    const id = (await fx.createVolume(`pvc-hostile-${hostile}`, mount, 32 * MiB)).volume_id;
+    const before = await fx.sha256(fx.imageOf(id));
+    const context = await fx.attach(id, mount);
+    await expect(fx.stage(id, mount, context)).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(message) });
+    expect(await fx.sha256(fx.imageOf(id))).toBe(before);
+    expect(await fx.leftovers(id)).toMatchObject(NOTHING);
+    await fx.detachFromNode(id);
+  });
+});
+
+describe("an inner driver that hangs in NodePublishVolume", () => {
+  it("is DeadlineExceeded before kubelet's deadline, naming the call; kubelet's unstage then cleans up", async () => {
+    await fx.restartDriver("hang");
+    const id = (await fx.createVolume("pvc-hostile-hang", mount, 32 * MiB)).volume_id;
+    const context = await fx.attach(id, mount);
+    const started = Date.now();
+    await expect(fx.stage(id, mount, context, {}, 15_000)).rejects.toMatchObject({
+      code: status.DEADLINE_EXCEEDED,
+      details: expect.stringMatching(/NodePublishVolume did not answer within/),
+    });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // DeadlineExceeded is not final: kubelet keeps the stage "uncertain" and unstages it.
+    await fx.unstage(id);
+    expect(await fx.leftovers(id)).toMatchObject(NOTHING);
+    await fx.detachFromNode(id);
+  });
+
+  it("once it behaves again, is reached over the same channel and stages", async () => {
+    await fx.restartDriver(undefined);
+    const id = (await fx.createVolume("pvc-hostile-none", mount, 32 * MiB)).volume_id;
+    const context = await fx.attach(id, mount);
+    await fx.stage(id, mount, context);
+    await fx.unstage(id);
+    await fx.detachFromNode(id);
+    expect(await fx.leftovers(id)).toMatchObject({ ...NOTHING, loops: [] });
+  });
+});
