@@ -20,9 +20,11 @@ test-blockdriver: blockdriver sanity-tool
 sanity-wrap: deps build vm-kernel sanity-tool blockdriver
 	test/vm/run.sh --timeout 3600 -- test/sanity/wrap.sh cloak $(CACHE_DIR)/bin/csi-sanity-$(CSI_SANITY_VERSION) $$(test/blockdriver/build.sh)
 
-# The VM tier and the deployment tests run the wrapper's files with everything else.
+# The VM tier and the deployment tests run the wrapper's files with everything else; the
+# storage benchmark measures a stage through the wrapper against the block driver alone.
 test-vm: blockdriver
 test-deploy: blockdriver
+bench-storage: blockdriver
 
 TEST_SUITES += test-blockdriver sanity-wrap
 
