@@ -21,6 +21,7 @@ import { scrubTree } from "../support/scrub.js";
 import { waitFor } from "../support/wait.js";
 import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, parseYamlObjects, testRunner, type KubeObject } from "./kube.js";
 import { cloakArgv, container, hostCommand } from "./pod-runner.js";
+import { sidecarPaths, volumeControllersArgv, volumeControllersReady } from "./volume-controllers.js";
 import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 
 // The wrapper's controller half as a cluster runs it: manifests/overlays/wrap (its inputs set
@@ -130,19 +131,7 @@ beforeAll(async () => {
   );
   await kubectl(["apply", "-f", "-"], { input: needed.map((o) => JSON.stringify(o)).join("\n") });
 
-  await start(
-    "kube-controller-manager",
-    [
-      cluster.kubeControllerManager,
-      `--kubeconfig=${cluster.kubeconfig}`,
-      "--controllers=persistentvolume-binder-controller,persistentvolume-expander-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
-      "--leader-elect=false",
-      "--secure-port=0",
-      "--pvclaimbinder-sync-period=2s",
-      "--v=2",
-    ],
-    (out) => /Started controller|Starting persistent volume controller|"Starting controller" controller="persistentvolume-binder"/i.test(out),
-  );
+  await start("kube-controller-manager", volumeControllersArgv(cluster), volumeControllersReady);
 
   // What the vendor's node plugin and registrar make known for the node: cloak's node plugin
   // answers NodeGetInfo with the vendor's node id and topology (test/vm/wrap checks that).
@@ -159,12 +148,7 @@ beforeAll(async () => {
   const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: spec.serviceAccountName ?? "", pod });
   const kubeconfig = await writeTokenKubeconfig(join(dir, "controller.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
 
-  const paths = Object.fromEntries(
-    (await run({ file: join(packageRoot(), "test/deploy/sidecars/build.sh"), args: ["--print-paths"] })).stdout
-      .trim()
-      .split("\n")
-      .map((l) => l.split("=") as [string, string]),
-  );
+  const paths = await sidecarPaths();
   const blockdriver = (await run({ file: join(packageRoot(), "test/blockdriver/build.sh"), args: ["--print-path"] })).stdout.trim();
   if (!existsSync(blockdriver)) throw new Error(`the block test driver is not built (${blockdriver}): run \`make blockdriver\``);
   const images: Record<string, string[]> = {
