@@ -13,6 +13,8 @@ export interface PluginOptions {
   readonly volumesDir?: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly args?: readonly string[];
+  /** How long startup may take; 120 s unless set (the VM's emulated CPU on a busy machine wants more). */
+  readonly startTimeoutMs?: number;
 }
 
 export interface RunningPlugin {
@@ -46,7 +48,7 @@ export async function startPlugin(options: PluginOptions): Promise<RunningPlugin
   );
 
   const client = connectCsi(socket);
-  await waitUntilServing(client, child, exited, () => raw);
+  await waitUntilServing(client, child, exited, () => raw, options.startTimeoutMs ?? 120_000);
   return {
     socket,
     kubeletDir,
@@ -89,10 +91,11 @@ async function waitUntilServing(
   child: ChildProcess,
   exited: Promise<unknown>,
   output: () => string,
+  timeoutMs: number,
 ): Promise<void> {
   let done = false;
   void exited.then(() => (done = true));
-  const deadline = Date.now() + 120_000;
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (done) throw new Error(`the plugin exited during startup:\n${output()}`);
     try {
@@ -103,5 +106,5 @@ async function waitUntilServing(
     }
   }
   child.kill("SIGKILL");
-  throw new Error(`the plugin did not answer within 120 s:\n${output()}`);
+  throw new Error(`the plugin did not answer within ${timeoutMs / 1000} s:\n${output()}`);
 }

@@ -15,7 +15,9 @@ import { MiB, NOTHING, WrapFixture, mountCapability } from "./fixture.js";
 // LUKS steps between are stage.ts's, cut the same way in test/vm/csi/crash.test.ts.
 
 const fx = new WrapFixture("mapped");
-beforeAll(() => fx.setUp());
+beforeAll(() => fx.setUp(), 900_000);
+/** Each test restarts the plugin three or four times (a minute each on a busy machine's VM). */
+const RESTARTS_MS = 1_200_000;
 afterAll(() => fx.tearDown());
 const mount = mountCapability();
 
@@ -42,14 +44,14 @@ describe("a volume whose stage and unstage are killed at every boundary between 
     await writeFile(join(target, "after-crashes"), "survived");
     expect(await readFile(join(target, "after-crashes"), "utf8")).toBe("survived");
     await fx.unpublish(id);
-  });
+  }, RESTARTS_MS);
 
   it("unstages on the retry after each crash, leaving nothing behind", async () => {
     expect(id, "needs the staged volume").not.toBe("");
     for (const [i] of UNSTAGE_STEPS.entries()) await dies(() => fx.unstage(id), UNSTAGE_STEPS[i + 1]);
     await fx.unstage(id);
     expect(await fx.leftovers(id)).toMatchObject({ ...NOTHING, loops: [] });
-  });
+  }, RESTARTS_MS);
 
   it("stages again with its data", async () => {
     expect(id, "needs the volume").not.toBe("");

@@ -20,6 +20,8 @@ export type Profile = "bind" | "mapped" | "attach" | "nostage";
 export type Hostile = "non-block" | "symlink" | "hang" | "data";
 
 export const DRIVER_NAME = "wrapped.cloak.dev";
+/** A plugin's start on the VM's emulated CPU: seconds on an idle machine, minutes on a busy one. */
+const START_TIMEOUT_MS = 300_000;
 const NODE_ID = "wrap-node-1";
 
 /** The block test driver's binary: built on the host (make blockdriver) before the VM boots. */
@@ -111,6 +113,7 @@ export class WrapFixture {
       dir: join(this.root, "node"),
       keyDir: this.keyDir,
       args: ["--wrap", `unix://${this.innerSocket}`, "--services", "node", "--driver-name", DRIVER_NAME, "--inner-root", this.innerRoot],
+      startTimeoutMs: START_TIMEOUT_MS,
       ...overrides,
     });
   }
@@ -119,6 +122,7 @@ export class WrapFixture {
     return startPlugin({
       dir: join(this.root, "controller"),
       args: ["--wrap", `unix://${this.innerSocket}`, "--services", "controller", "--driver-name", DRIVER_NAME],
+      startTimeoutMs: START_TIMEOUT_MS,
     });
   }
 

@@ -13,7 +13,7 @@ import { MiB, NOTHING, WrapFixture, blockCapability, mountCapability, run, type 
 // turned hostile. (The bind profile runs under csi-sanity, test/sanity/wrap.sh.)
 
 const fx = new WrapFixture("attach");
-beforeAll(() => fx.setUp());
+beforeAll(() => fx.setUp(), 900_000);
 afterAll(() => fx.tearDown());
 
 const marker = (): string => `CLOAK-WRAP-MARKER-${randomBytes(12).toString("hex")}`;
