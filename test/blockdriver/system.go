@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The system commands the driver runs, as real drivers do (k8s mount-utils execs mount too).
@@ -51,6 +52,9 @@ func attach(ctx context.Context, file string) (string, error) {
 	return strings.TrimSpace(out), nil
 }
 
+// detach releases every loop device of file. losetup --detach of a device something still
+// holds (a mount being torn down, a reader) only marks it to go when released, so this waits,
+// briefly, until it has gone: a caller that deletes the file next must not find it attached.
 func detach(ctx context.Context, file string) error {
 	devices, err := loopDevices(ctx, file)
 	if err != nil {
@@ -60,6 +64,14 @@ func detach(ctx context.Context, file string) error {
 		if _, err := command(ctx, "losetup", "--detach", d); err != nil {
 			return err
 		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(devices) > 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if devices, err = loopDevices(ctx, file); err != nil {
+			return err
+		}
+	}
+	if len(devices) > 0 {
+		return fmt.Errorf("%s is still attached as %v after losetup --detach", file, devices)
 	}
 	return nil
 }

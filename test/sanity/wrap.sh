@@ -10,44 +10,45 @@
 #       in the VM tier.
 #
 # PROFILE is bind, mapped, attach or nostage (test/blockdriver/README.md); default: all four
-# for `driver`, bind and attach for `cloak`. Everything lives in one scratch directory that is
-# removed, with every mount, mapping and loop device under it, on any exit.
+# for `driver`, bind and attach for `cloak`. Profiles run at the same time, each with its own
+# processes and directories (CLOAK_SANITY_SERIAL=1: one after the other). Everything lives in
+# one scratch directory that is removed, with every process, mount, mapping and loop device
+# under it, on any exit.
 set -euo pipefail
 target=${1:?usage: wrap.sh driver|cloak <csi-sanity> <blockdriver> [PROFILE...]}
 sanity=${2:?csi-sanity binary}
 blockdriver=${3:?blockdriver binary}
 shift 3
+profiles=("$@")
 case $target in
-  driver) profiles=("${@:-}"); [[ -n ${profiles[0]} ]] || profiles=(bind mapped attach nostage); accesses=(block) ;;
-  cloak) profiles=("${@:-}"); [[ -n ${profiles[0]} ]] || profiles=(bind attach); accesses=(mount block) ;;
+  driver) [[ ${#profiles[@]} -gt 0 ]] || profiles=(bind mapped attach nostage); accesses=(block) ;;
+  cloak) [[ ${#profiles[@]} -gt 0 ]] || profiles=(bind attach); accesses=(mount block) ;;
   *) echo "wrap.sh: the target is driver or cloak, not $target" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/cloak-sanity-wrap-XXXXXX)
-pids=()
+: >"$work/pids"
 
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
 cleanup() {
-  stop_all
-  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l || true
+  set +e
+  # Every process any profile started (they append their pids here), then what they left.
+  while read -r pid; do kill "$pid" 2>/dev/null; done <"$work/pids"
+  while read -r pid; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done <"$work/pids"
+  awk -v w="$work/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
   for dm in /sys/block/dm-*; do
     [[ -e "$dm/dm/name" ]] || continue
     for slave in "$dm"/slaves/loop*; do
       [[ -e $slave/loop/backing_file ]] || continue
-      [[ $(cat "$slave/loop/backing_file") == "$work/"* ]] && cryptsetup close "$(cat "$dm/dm/name")" 2>/dev/null || true
+      [[ $(cat "$slave/loop/backing_file") == "$work/"* ]] && cryptsetup close "$(cat "$dm/dm/name")" 2>/dev/null
     done
   done
-  losetup --list --noheadings --output NAME,BACK-FILE | awk -v w="$work/" 'index($2, w) == 1 {print $1}' | xargs -r -n1 losetup -d || true
+  losetup --list --noheadings --output NAME,BACK-FILE | awk -v w="$work/" 'index($2, w) == 1 {print $1}' | xargs -r -n1 losetup -d
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 wait_for_socket() { # wait_for_socket <socket> <pid> <log>
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 1500); do
     [[ -S $1 ]] && return 0
     kill -0 "$2" 2>/dev/null || { cat "$3"; echo "sanity: $(basename "$3" .log) exited at startup" >&2; return 1; }
     sleep 0.2
@@ -78,17 +79,20 @@ if [[ $target == cloak ]]; then
 fi
 
 MiB=$((1024 * 1024))
-status=0
-for profile in "${profiles[@]}"; do
-  run=$work/$profile
-  kubelet=$run/kubelet
+
+# One profile: its driver (and cloak's two processes), then csi-sanity for each access type.
+# Prints its report to stdout; exits non-zero when a spec failed or was skipped unexpectedly.
+run_profile() {
+  local profile=$1 run=$work/$1
+  local kubelet=$run/kubelet
   mkdir -p "$kubelet" "$run/state"
   "$blockdriver" --endpoint "unix://$run/inner.sock" --node-id sanity-node --state-dir "$run/state" \
     --driver-name block.test.cloak.dev --profile "$profile" >"$run/blockdriver.log" 2>&1 &
-  pids+=($!)
-  wait_for_socket "$run/inner.sock" "${pids[-1]}" "$run/blockdriver.log"
-  node=$run/inner.sock controller=$run/inner.sock
+  echo $! >>"$work/pids"
+  wait_for_socket "$run/inner.sock" $! "$run/blockdriver.log"
+  local node=$run/inner.sock controller=$run/inner.sock
   if [[ $target == cloak ]]; then
+    local service keys
     for service in node controller; do
       keys=()
       [[ $service == node ]] && keys=(--key-dir "$work/keys")
@@ -96,27 +100,25 @@ for profile in "${profiles[@]}"; do
         --driver-name wrapped.cloak.dev --endpoint "unix://$run/cloak-$service.sock" "${keys[@]}" \
         --allowed-path-root "$kubelet" --inner-root "$kubelet/plugins/kubernetes.io/csi/wrapped.cloak.dev/inner" \
         --log-level "${CLOAK_SANITY_LOG_LEVEL:-warn}" >"$run/cloak-$service.log" 2>&1 &
-      pids+=($!)
-      wait_for_socket "$run/cloak-$service.sock" "${pids[-1]}" "$run/cloak-$service.log"
+      echo $! >>"$work/pids"
+      wait_for_socket "$run/cloak-$service.sock" $! "$run/cloak-$service.log"
     done
     node=$run/cloak-node.sock controller=$run/cloak-controller.sock
   fi
-  skips=("${allowed_skips[@]}") extra=()
+  local skips=("${allowed_skips[@]}") extra=()
   # With an attach step, also the attach limit (NodeGetInfo's max_volumes_per_node, which the
   # driver enforces at ControllerPublish and cloak passes through).
   if [[ $profile == attach ]]; then extra+=(-csi.testnodevolumeattachlimit); else skips+=("${publish_skips[@]}"); fi
   # cloak always stages; the driver alone without STAGE_UNSTAGE has nothing to stage.
   [[ $target == driver && $profile == nostage ]] && skips+=("NodeStageVolume not supported" "NodeUnstageVolume not supported")
 
+  local access status=0
   for access in "${accesses[@]}"; do
-    name="$target/$profile/$access"
+    local name="$target/$profile/$access" log=$run/sanity-$access.log started=$SECONDS
     echo "==> csi-sanity, $name"
-    rm -rf "$kubelet/staging" "$kubelet/mount"
-    log=$run/sanity-$access.log
-    started=$SECONDS
     if ! "$sanity" \
         -csi.endpoint "unix:$node" -csi.controllerendpoint "unix:$controller" \
-        -csi.stagingdir "$kubelet/staging" -csi.mountdir "$kubelet/mount" \
+        -csi.stagingdir "$kubelet/staging-$access" -csi.mountdir "$kubelet/mount-$access" \
         -csi.testvolumesize $((64 * MiB)) -csi.testvolumeexpandsize $((128 * MiB)) \
         -csi.testvolumeaccesstype "$access" "${extra[@]}" \
         -ginkgo.no-color -ginkgo.v -ginkgo.timeout 60m ${CLOAK_SANITY_ARGS:-} \
@@ -127,18 +129,35 @@ for profile in "${profiles[@]}"; do
     echo "($((SECONDS - started)) s) skipped, by reason:"
     grep -E '^\s*\[SKIPPED\] ' "$log" | grep -v '\[SKIPPED\] in \[' | sed 's/^\s*\[SKIPPED\] //' | sort | uniq -c >"$run/skips-$access"
     cat "$run/skips-$access"
+    local reason allowed known
     while read -r _ reason; do
       known=0
       for allowed in "${skips[@]}"; do [[ "$reason" == "$allowed" ]] && known=1; done
-      if [[ $known == 0 ]]; then echo "sanity: $name: a spec was skipped for a reason not on the allowed list: $reason" >&2; status=1; fi
+      if [[ $known == 0 ]]; then echo "sanity: $name: a spec was skipped for a reason not on the allowed list: $reason"; status=1; fi
     done <"$run/skips-$access"
     if [[ $status -ne 0 ]]; then
       echo "---- csi-sanity $name (failures) ----"
-      grep -B2 -A30 '\[FAIL\]' "$log" | head -300 || true
+      grep -B10 -A30 -E '\[(FAIL|FAILED)\]' "$log" | head -400 || true
+      local f
       for f in "$run"/*.log; do [[ $f == */sanity-* ]] && continue; echo "---- $(basename "$f") (last 60 lines) ----"; tail -60 "$f"; done
-      exit 1
+      return 1
     fi
   done
-  stop_all
-done
+}
+
+status=0
+if [[ ${CLOAK_SANITY_SERIAL:-0} == 1 || ${#profiles[@]} == 1 ]]; then
+  for profile in "${profiles[@]}"; do run_profile "$profile" || { status=1; break; }; done
+else
+  declare -A jobs
+  for profile in "${profiles[@]}"; do
+    mkdir -p "$work/$profile"
+    run_profile "$profile" >"$work/$profile/report" 2>&1 &
+    jobs[$profile]=$!
+  done
+  for profile in "${profiles[@]}"; do
+    wait "${jobs[$profile]}" || status=1
+    cat "$work/$profile/report"
+  done
+fi
 exit $status
