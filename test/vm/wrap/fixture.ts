@@ -94,8 +94,8 @@ export class WrapFixture {
     return join(this.kubeletDir, "plugins", "kubernetes.io", "csi", DRIVER_NAME, "inner");
   }
 
-  async startDriver(hostile = this.hostile): Promise<void> {
-    this.hostile = hostile;
+  async startDriver(): Promise<void> {
+    const hostile = this.hostile;
     const args = ["--endpoint", `unix://${this.innerSocket}`, "--node-id", NODE_ID, "--state-dir", this.stateDir, "--profile", this.profile];
     if (hostile) args.push("--hostile", hostile);
     this.driver = new Daemon({ name: "blockdriver", argv: [this.binary, ...args], logFile: join(this.root, "blockdriver.log") });
@@ -103,9 +103,10 @@ export class WrapFixture {
   }
 
   /** Restarts the inner driver (another hostile mode, or none); cloak's channel reconnects by itself. */
-  async restartDriver(hostile?: Hostile): Promise<void> {
+  async restartDriver(hostile: Hostile | undefined): Promise<void> {
     await this.driver.stop("SIGTERM");
-    await this.startDriver(hostile);
+    this.hostile = hostile;
+    await this.startDriver();
   }
 
   startNode(overrides: Partial<PluginOptions> = {}): Promise<RunningPlugin> {
