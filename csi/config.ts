@@ -32,6 +32,19 @@ export interface CsiConfig {
   readonly logLevel: string | undefined;
   /** Wrapper mode (csi/wrap/): the inner driver's socket, and where its per-volume paths go. */
   readonly wrap: { readonly endpoint: Endpoint; readonly innerRoot: string } | undefined;
+  /** /healthz, /readyz and /metrics over HTTP; off when unset. */
+  readonly healthListen: Extract<Endpoint, { kind: "tcp" }> | undefined;
+  /** Registration with kubelet (csi/registration/); off when unset. */
+  readonly registration: RegistrationConfig | undefined;
+  /** How often the key source is probed for readiness. */
+  readonly keySourceProbeIntervalMs: number;
+}
+
+export interface RegistrationConfig {
+  /** kubelet's plugins_registry directory, as this process sees it. */
+  readonly dir: string;
+  /** The CSI socket's path as kubelet sees it on the node. */
+  readonly kubeletEndpoint: string;
 }
 
 export const CSI_USAGE = `usage: cloak csi [options]
@@ -57,6 +70,15 @@ export const CSI_USAGE = `usage: cloak csi [options]
   --inner-root DIR          with --wrap (node): where the wrapped driver stages and publishes
                             (default /var/lib/kubelet/plugins/kubernetes.io/csi/<driver-name>/inner)
   --log-level LEVEL         pino level (env LOG_LEVEL; default info)
+  --health-listen HOST:PORT /healthz (liveness: the gRPC server answers), /readyz (readiness: the
+                            tools, the key source, kubelet's registration) and /metrics over
+                            HTTP (default: off; the manifests use 0.0.0.0:9808)
+  --registration-dir DIR    register with kubelet through a socket in DIR, kubelet's
+                            plugins_registry (default: off; the node DaemonSet sets it)
+  --kubelet-endpoint PATH   the CSI socket as kubelet sees it, reported at registration
+                            (default /var/lib/kubelet/plugins/<driver name>/csi.sock)
+  --key-source-probe-interval SECONDS  how often readiness probes the key source (default 10)
+  --version                 print the version and exit
 `;
 
 /** Flags and environment → configuration. Pure, so that every default is tested. */
@@ -82,6 +104,10 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "log-level": { type: "string" },
       wrap: { type: "string" },
       "inner-root": { type: "string" },
+      "health-listen": { type: "string", default: "" },
+      "registration-dir": { type: "string" },
+      "kubelet-endpoint": { type: "string" },
+      "key-source-probe-interval": { type: "string", default: "10" },
     },
   });
   const maxVolumes = Number(values["max-volumes-per-node"]);
@@ -113,6 +139,9 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     bypassWorkqueues: values["bypass-workqueues"],
     logLevel: values["log-level"],
     wrap,
+    healthListen: healthListen(values["health-listen"]),
+    registration: registrationConfig(values["registration-dir"], values["kubelet-endpoint"], driverName),
+    keySourceProbeIntervalMs: probeInterval(values["key-source-probe-interval"]),
   };
 }
 
@@ -136,6 +165,32 @@ function wrapConfig(
     throw new InvalidArgumentError(`--inner-root ${root} must be an absolute, normalised path`);
   }
   return { endpoint: parseEndpoint(endpoint), innerRoot: root };
+}
+
+function healthListen(text: string): Extract<Endpoint, { kind: "tcp" }> | undefined {
+  if (text === "") return undefined;
+  const endpoint = parseEndpoint(text);
+  if (endpoint.kind !== "tcp") throw new InvalidArgumentError(`--health-listen takes host:port, not ${JSON.stringify(text)}`);
+  return endpoint;
+}
+
+function registrationConfig(dir: string | undefined, endpoint: string | undefined, driverName: string): RegistrationConfig | undefined {
+  if (dir === undefined) {
+    if (endpoint !== undefined) throw new InvalidArgumentError("--kubelet-endpoint needs --registration-dir");
+    return undefined;
+  }
+  if (!dir.startsWith("/")) throw new InvalidArgumentError(`--registration-dir ${dir} must be absolute`);
+  const parsed = parseEndpoint(endpoint ?? `/var/lib/kubelet/plugins/${driverName}/csi.sock`);
+  if (parsed.kind !== "unix") throw new InvalidArgumentError(`--kubelet-endpoint must be a unix socket path, not ${JSON.stringify(endpoint)}`);
+  return { dir, kubeletEndpoint: parsed.path };
+}
+
+function probeInterval(text: string): number {
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3600) {
+    throw new InvalidArgumentError("--key-source-probe-interval takes seconds between 0.1 and 3600");
+  }
+  return Math.round(seconds * 1000);
 }
 
 function keySourceConfig(values: {

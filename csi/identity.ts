@@ -2,7 +2,6 @@ import type { Runner } from "../lib/exec.js";
 import { FailedPreconditionError } from "../lib/errors.js";
 import type { AsyncHandlers } from "../lib/grpc-handler.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
-import type { KeySource } from "./keys/key-source.js";
 import * as cryptsetup from "./luks/cryptsetup.js";
 import * as blkid from "./tools/blkid.js";
 import * as mkfs from "./tools/mkfs.js";
@@ -16,16 +15,21 @@ export interface IdentityOptions {
   /** Whether volumes are tied to nodes (the local disk source). */
   readonly topology: boolean;
   readonly run: Runner;
-  readonly keys: KeySource;
 }
 
 /**
- * The CSI Identity service. Probe is an error when a tool the plugin cannot work without is
- * missing (restarting will not help, an admin must fix the image), and "not ready" while the
- * key source cannot serve keys (that usually passes: the key service is rolling, say).
+ * The CSI Identity service. Probe answers whether this process can serve CSI calls at all: it
+ * is an error when a tool the plugin cannot work without is missing (an admin must fix the
+ * image), and ready otherwise. It does not depend on the key source: the livenessprobe sidecar
+ * (which some deployments still run) turns anything but ready into a failed liveness check,
+ * and a key service outage would then restart the plugin on every node at once, which cures
+ * nothing. The key source's state is readiness (csi/health/), not Probe's.
  */
 export function createIdentityService(options: IdentityOptions): AsyncHandlers<IdentityHandlers> {
   const tools = [cryptsetup.version(), blkid.version(), ...mkfs.FILESYSTEMS.map((fs) => mkfs.version(fs))];
+  // The image's tools do not change while it runs: once all answered, they are not run again
+  // (each probe would otherwise fork four processes, every few seconds, on every node).
+  let toolsPresent = false;
   return {
     async GetPluginInfo() {
       return { name: options.name, vendor_version: options.version };
@@ -39,7 +43,8 @@ export function createIdentityService(options: IdentityOptions): AsyncHandlers<I
       return { capabilities: services.map((type) => ({ service: { type } })) };
     },
 
-    async Probe(_req, { signal, log }) {
+    async Probe(_req, { signal }) {
+      if (toolsPresent) return { ready: { value: true } };
       const missing: string[] = [];
       await Promise.all(
         tools.map(async (command) => {
@@ -51,12 +56,7 @@ export function createIdentityService(options: IdentityOptions): AsyncHandlers<I
         }),
       );
       if (missing.length > 0) throw new FailedPreconditionError(`required tools are missing or broken: ${missing.sort().join(", ")}`);
-      try {
-        await options.keys.probe({ signal });
-      } catch (err) {
-        log.warn({ err: err instanceof Error ? err.message : String(err), keySource: options.keys.kind }, "key source not ready");
-        return { ready: { value: false } };
-      }
+      toolsPresent = true;
       return { ready: { value: true } };
     },
   };

@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner } from "../lib/exec.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, stopOnSignals, type ServiceBinding } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
-import { packageRoot } from "../lib/paths.js";
 import { loadProto } from "../lib/proto.js";
+import { cloakVersion, startupFields } from "../lib/version.js";
 import type { ProtoGrpcType } from "../proto/gen/csi.js";
 import type { ControllerHandlers } from "../proto/gen/csi/v1/Controller.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
@@ -16,11 +15,17 @@ import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js"
 import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
 import { RecordStore } from "./disk/local/record-store.js";
+import { grpcSelfCheck, keySourceCheck } from "./health/checks.js";
+import { startHealthServer, type HealthCheck } from "./health/health-server.js";
+import { KeySourceMonitor } from "./health/key-source-monitor.js";
+import { withKeySourceCondition } from "./health/volume-condition.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
 import { LuksDevices } from "./luks/luks-device.js";
+import { CsiMetrics } from "./metrics.js";
 import { createNodeService } from "./node/node-service.js";
+import { KubeletRegistration } from "./registration/kubelet-registration.js";
 import { VolumeLocks } from "./volume-locks.js";
 import { NO_KEYS } from "./wrap/no-keys.js";
 import { wrapServices } from "./wrap/services.js";
@@ -33,7 +38,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const config = parseCsiConfig(argv, process.env);
   const log = createLogger({ component: "csi", level: config.logLevel });
-  const version = (JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }).version;
+  log.info(startupFields(), "starting cloak csi");
+  const version = cloakVersion();
+  const metrics = new CsiMetrics();
   const run = createRunner({ logger: log.child({ scope: "exec" }) });
   const keys =
     config.keySource.kind === "file"
@@ -47,12 +54,21 @@ export async function main(argv: string[]): Promise<number> {
   const serves = (service: string): boolean => (config.services as readonly string[]).includes(service);
 
   const services: ServiceBinding[] = [];
-  let identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run, keys });
+  let identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run });
   // Wrapper mode (csi/wrap/): the wrap controller service instead of the local one, the node
   // service over the wrap disk source, and service definitions that forward bytes.
   const wrap = config.wrap && wrapServices({ ...config.wrap, csi, run, log });
   if (wrap) identity = wrap.identity(identity);
-  services.push({ definition: csi.Identity.service, implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log) });
+  services.push({
+    definition: csi.Identity.service,
+    implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log, metrics),
+  });
+  const keySource = new KeySourceMonitor({
+    keys,
+    log: log.child({ scope: "key-source" }),
+    onProbe: (ready) => metrics.setKeySourceReady(ready),
+    intervalMs: config.keySourceProbeIntervalMs,
+  });
 
   if (serves("controller")) {
     const definition = wrap?.controllerDefinition ?? csi.Controller.service;
@@ -67,7 +83,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     services.push({
       definition,
-      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log),
+      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log, metrics),
     });
   }
   if (serves("node")) {
@@ -81,14 +97,56 @@ export async function main(argv: string[]): Promise<number> {
       disks: wrap?.nodeSource() ?? createLocalNodeSource({ dir: config.volumesDir, run }),
       locks,
     });
-    services.push({ definition, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", definition, node, log) });
+    services.push({
+      definition,
+      implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", definition, withKeySourceCondition(node, () => keySource.current), log, metrics),
+    });
   }
 
   const server = await startGrpcServer({ endpoint: config.endpoint, logger: log, services });
+  // In the background: a key source that does not answer must not hold the plugin's start back.
+  void keySource.start();
+  // After the CSI server: kubelet calls NodeGetInfo as soon as it finds the registration socket.
+  const registration = config.registration
+    ? await KubeletRegistration.start({
+        dir: config.registration.dir,
+        driverName: config.driverName,
+        kubeletEndpoint: config.registration.kubeletEndpoint,
+        log,
+        observer: metrics,
+        onState: (state, reported) => metrics.setKubeletRegistration(state.state === "registered", reported),
+      })
+    : undefined;
+  const readiness: HealthCheck[] = [grpcSelfCheck(server.endpoint, "Probe"), keySourceCheck(keySource, keys.kind)];
+  if (registration) readiness.push(registration.check);
+  const health = config.healthListen
+    ? await startHealthServer({ endpoint: config.healthListen, liveness: [grpcSelfCheck(server.endpoint, "GetPluginInfo")], readiness, registry: metrics.registry, log })
+    : undefined;
   log.info(
-    { driver: config.driverName, version, nodeId: config.nodeId, services: config.services, keySource: keys.kind, diskSource: wrap?.describe ?? "local" },
+    {
+      driver: config.driverName,
+      version,
+      nodeId: config.nodeId,
+      services: config.services,
+      keySource: keys.kind,
+      diskSource: wrap?.describe ?? "local",
+      ...(registration ? { registrationSocket: registration.socketPath, kubeletEndpoint: config.registration?.kubeletEndpoint } : {}),
+      ...(health ? { healthPort: health.port } : {}),
+    },
     "cloak CSI plugin started",
   );
-  stopOnSignals([server, { stop: () => keys.close() }, ...(wrap ? [wrap] : [])], log);
+  // The registration socket goes first, so that kubelet stops using the driver before it stops.
+  stopOnSignals(
+    [
+      {
+        stop: async () => {
+          await registration?.stop();
+          await Promise.all([server.stop(), health?.stop(), keySource.stop()]);
+          await Promise.all([keys.close(), wrap?.stop()]);
+        },
+      },
+    ],
+    log,
+  );
   return new Promise<number>(() => undefined);
 }

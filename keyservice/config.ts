@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../lib/errors.js";
 import { parseEndpoint, type Endpoint } from "../lib/grpc-server.js";
+import { KMS_OPTIONS, KMS_USAGE, parseKmsConfig, type KmsConfig } from "./kek/config.js";
 
 /** Everything `cloak keyservice` is told on its command line, checked. */
 export interface KeyServiceConfig {
@@ -18,6 +19,8 @@ export interface KeyServiceConfig {
   readonly reloadMs: number;
   readonly drainMs: number;
   readonly logLevel: string | undefined;
+  /** The master secret wrapped by a KMS (then masterSecretFile is unused); unset: a plain file. */
+  readonly kms: KmsConfig | undefined;
 }
 
 export const DEFAULTS = {
@@ -49,7 +52,7 @@ Serves per-volume data keys over mutual TLS to the clients its allow-list names.
   --drain-ms N             how long in-flight calls may finish on SIGTERM (default ${DEFAULTS.drainMs})
   --log-level LEVEL        pino level (default: $LOG_LEVEL or info)
   --insecure-dev           no TLS and no authorisation; only on a unix socket or a loopback address
-`;
+${KMS_USAGE}`;
 
 /** Parses and checks the command line; throws InvalidArgumentError with a message for a person. */
 export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
@@ -61,7 +64,8 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
       allowPositionals: false,
       options: {
         listen: { type: "string", default: DEFAULTS.listen },
-        "master-secret": { type: "string", default: DEFAULTS.masterSecret },
+        // No parseArgs default: --kms must know whether it was given.
+        "master-secret": { type: "string" },
         salt: { type: "string", default: DEFAULTS.salt },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
@@ -73,6 +77,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
         "drain-ms": { type: "string", default: String(DEFAULTS.drainMs) },
         "log-level": { type: "string" },
         "insecure-dev": { type: "boolean", default: false },
+        ...KMS_OPTIONS,
       },
     }));
   } catch (err) {
@@ -97,9 +102,10 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
   if (!insecure && allow.length === 0 && allowFile === undefined) {
     throw new InvalidArgumentError("no --allow or --allow-file: no client could get a key; name the node plugin's identity");
   }
+  const kms = parseKmsConfig(values, values["master-secret"] !== undefined);
   return {
     listen,
-    masterSecretFile: values["master-secret"],
+    masterSecretFile: values["master-secret"] ?? DEFAULTS.masterSecret,
     saltFile: values.salt,
     tls: insecure
       ? undefined
@@ -114,6 +120,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
     reloadMs: positiveInteger(values["reload-interval-ms"], "--reload-interval-ms"),
     drainMs: positiveInteger(values["drain-ms"], "--drain-ms"),
     logLevel: values["log-level"],
+    kms,
   };
 }
 

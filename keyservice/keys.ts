@@ -3,6 +3,8 @@ import { lstat, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { writeFileAtomic } from "../lib/atomic-file.js";
+import { WRAPPED_FILE } from "./kek/envelope.js";
+import { KEK_HELP, KEK_SYNOPSIS, kekMain, KMS_TARGET_OPTIONS, parseKmsTarget, wrapNewSecret, type KmsTarget } from "./kek/commands.js";
 import {
   createCertificateAuthority,
   issueClientCertificate,
@@ -29,15 +31,16 @@ import {
  */
 export const KEYS_USAGE = `usage:
   cloak keys init <dir> [--client [NAME=]IDENTITY]... [server options] [--days N] [--ca-days N]
-                        [--overwrite-master-secret]
+                        [--overwrite-master-secret] [--kms unix:///PATH --cluster-id ID]
   cloak keys issue <dir> (--client [NAME=]IDENTITY | --server [server options]) [--days N]
-
+${KEK_SYNOPSIS}
 init   generates a master secret, a salt, a CA, a server certificate and a client certificate
        per --client (default: csi-node=${"spiffe://cloak/ns/cloak-system/sa/cloak-csi-node"}).
        It refuses to replace an existing master secret or salt: every volume's key derives from
        them, so losing them loses every volume. --overwrite-master-secret says you mean it.
+       With --kms it writes only the wrapped master secret (${WRAPPED_FILE}), never the plain one.
 issue  issues a new server or client certificate with the CA in <dir>/ca (rotation, new clients).
-
+${KEK_HELP}
 IDENTITY is a URI (spiffe://trust-domain/path) or a DNS name; NAME names its directory under
 clients/ (default: the URI's last path segment or the DNS name's first label).
 
@@ -56,9 +59,13 @@ export class KeysCommandError extends Error {}
 
 export async function main(argv: string[]): Promise<number> {
   const [verb, ...rest] = argv;
-  if (verb === undefined || verb === "--help" || verb === "-h" || verb === "help") {
+  if (verb === undefined) {
+    process.stderr.write(KEYS_USAGE);
+    return 2;
+  }
+  if (["--help", "-h", "help"].includes(verb) || rest.includes("--help") || rest.includes("-h")) {
     process.stdout.write(KEYS_USAGE);
-    return verb === undefined ? 2 : 0;
+    return 0;
   }
   try {
     if (verb === "init") {
@@ -66,6 +73,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(summary(written));
       return 0;
     }
+    if (verb === "wrap" || verb === "rewrap") return await kekMain(verb, rest);
     if (verb === "issue") {
       const written = await keysIssue(parseIssueArgs(rest));
       process.stdout.write(summary(written));
@@ -98,6 +106,8 @@ export interface KeysInitOptions {
   readonly days: number;
   readonly caDays: number;
   readonly overwriteMasterSecret: boolean;
+  /** Write the master secret only wrapped, by this KMS v2 plugin. */
+  readonly kms?: KmsTarget | undefined;
 }
 
 /** What a command wrote: paths, and the identities the key service must --allow. */
@@ -109,7 +119,7 @@ export interface Written {
 export async function keysInit(options: KeysInitOptions): Promise<Written> {
   const { dir } = options;
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const file of ["master-secret", "salt"]) {
+  for (const file of ["master-secret", WRAPPED_FILE, "salt"]) {
     if ((await exists(join(dir, file))) && !options.overwriteMasterSecret) {
       throw new KeysCommandError(
         `${join(dir, file)} exists. Every volume's key is derived from the master secret and salt: ` +
@@ -126,7 +136,12 @@ export async function keysInit(options: KeysInitOptions): Promise<Written> {
   const secret = randomBytes(SECRET_BYTES);
   const salt = randomBytes(SECRET_BYTES);
   try {
-    await put(join(dir, "master-secret"), secret, 0o400);
+    if (options.kms) {
+      // Wrapped (and verified) before anything is written: the plain secret never touches disk.
+      await put(join(dir, WRAPPED_FILE), await wrapKms(options.kms, secret), 0o400);
+    } else {
+      await put(join(dir, "master-secret"), secret, 0o400);
+    }
     await put(join(dir, "salt"), salt, 0o400);
   } finally {
     secret.fill(0);
@@ -196,6 +211,14 @@ function writePrivately(path: string, data: string | Buffer, mode: number): Prom
   return writeFileAtomic(path, data, { mode });
 }
 
+async function wrapKms(target: KmsTarget, secret: Buffer): Promise<string> {
+  try {
+    return await wrapNewSecret(target, secret);
+  } catch (err) {
+    throw new KeysCommandError(`cannot wrap the new master secret with the KMS at ${target.endpoint}: ${(err as Error).message}`);
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   return lstat(path).then(
     () => true,
@@ -245,6 +268,7 @@ export function parseInitArgs(argv: readonly string[]): KeysInitOptions {
         client: { type: "string", multiple: true, default: [] as string[] },
         "ca-days": { type: "string", default: "3650" },
         "overwrite-master-secret": { type: "boolean", default: false },
+        ...KMS_TARGET_OPTIONS,
       },
     }),
   );
@@ -263,6 +287,7 @@ export function parseInitArgs(argv: readonly string[]): KeysInitOptions {
     days: days(values.days, "--days"),
     caDays: days(values["ca-days"], "--ca-days"),
     overwriteMasterSecret: values["overwrite-master-secret"],
+    kms: guard(() => parseKmsTarget(values)),
   };
 }
 

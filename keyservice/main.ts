@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { CloakError, InvalidArgumentError } from "../lib/errors.js";
 import { formatEndpoint, stopOnSignals } from "../lib/grpc-server.js";
 import { createLogger } from "../lib/log.js";
+import { startupFields } from "../lib/version.js";
 import { KeyMaterialError } from "../lib/data-key.js";
 import { parseKeyServiceArgs, USAGE } from "./config.js";
 import { startKeyService, type RunningKeyService } from "./server.js";
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     typeof pino.destination
   >[0]);
   const logger = createLogger({ component: "keyservice", level: config.logLevel, destination });
+  logger.info(startupFields(), "starting cloak keyservice");
   // The audit line's fields are fixed (keyservice/service.ts) and none can hold key material;
   // the redaction net of the operational logger would cost ~10 µs a request here.
   const audit = createLogger({ component: "keyservice", level: config.logLevel, destination, redact: false }).child({ audit: true });
@@ -59,10 +61,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`cloak keyservice: startup refused: ${err.message}\n`);
     return 1;
   }
-  logger.info(
-    { endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, tls: config.tls !== undefined },
-    "key service ready",
-  );
+  const fields = { endpoint: formatEndpoint(service.endpoint), metricsPort: service.metricsPort, tls: config.tls !== undefined };
+  if (!service.serving()) {
+    // KMS mode with the KMS not answering yet: listening (GetDataKey answers UNAVAILABLE).
+    logger.warn({ ...fields, kms: config.kms?.endpoint }, "key service listening, not ready: no keys are served until the KMS unwraps the master secret");
+  }
+  void service.whenServing.then(() => logger.info(fields, "key service ready"));
   // Serves until a signal stops the process.
   return new Promise<number>(() => undefined);
 }

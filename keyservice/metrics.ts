@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerBuildInfo } from "../lib/build-info.js";
 import type { Endpoint } from "../lib/grpc-server.js";
 import { formatEndpoint } from "../lib/grpc-server.js";
 import type { Logger } from "../lib/log.js";
@@ -31,6 +32,7 @@ export class KeyServiceMetrics {
       registers: [this.registry],
     });
     collectDefaultMetrics({ register: this.registry, prefix: "cloak_keyservice_" });
+    registerBuildInfo(this.registry, "keyservice");
   }
 
   observe(result: string, seconds: number): void {
@@ -48,6 +50,8 @@ export interface HttpEndpointOptions {
   readonly metrics: KeyServiceMetrics;
   /** Ready: serving keys (for a readiness probe; kubelet's gRPC probes cannot speak mTLS). */
   readonly ready: () => boolean;
+  /** Lines appended to /readyz's answer: what an operator should know either way (KMS mode). */
+  readonly readyDetail?: () => readonly string[];
   readonly logger: Logger;
 }
 
@@ -75,7 +79,8 @@ export async function startHttpEndpoint(options: HttpEndpointOptions): Promise<R
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (path === "/readyz") {
       const ok = ready();
-      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ready\n" : "not ready\n");
+      const detail = options.readyDetail?.() ?? [];
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end([ok ? "ready" : "not ready", ...detail, ""].join("\n"));
     } else {
       res.writeHead(404).end();
     }

@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { experimental } from "@grpc/grpc-js";
 import { masterKeyObject, readKeyMaterial } from "../lib/data-key.js";
 import { toGrpcHandlers } from "../lib/grpc-handler.js";
@@ -11,6 +12,7 @@ import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeySer
 import { openAllowSource } from "./allow-source.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
+import { openKmsMasterSecret } from "./kek/open.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
 import { keyServiceHandlers } from "./service.js";
 
@@ -24,6 +26,10 @@ export interface RunningKeyService {
   readonly metrics: KeyServiceMetrics;
   /** Checks the certificate and allow-list files now (tests; a poll does it otherwise). */
   reload(): Promise<void>;
+  /** Keys are served now (KMS mode: false until the KMS unwrapped the master secret, or after it refused it). */
+  serving(): boolean;
+  /** Settles when keys are first served. */
+  readonly whenServing: Promise<void>;
   /** NOT_SERVING, drain, close everything, wipe the secrets. Idempotent. */
   stop(): Promise<void>;
 }
@@ -44,11 +50,14 @@ export interface StartKeyServiceOptions {
 export async function startKeyService(options: StartKeyServiceOptions): Promise<RunningKeyService> {
   const { config, logger } = options;
   const audit = options.audit ?? logger;
-  const masterSecretBytes = await readKeyMaterial(config.masterSecretFile, "master secret");
   // Held as a KeyObject (a copy in native memory, and four times cheaper per derivation); the
-  // JavaScript copy is wiped at once.
-  const masterSecret = masterKeyObject(masterSecretBytes);
-  masterSecretBytes.fill(0);
+  // JavaScript copy is wiped at once. With --kms it is unwrapped below, once metrics exist.
+  let plainSecret: KeyObject | undefined;
+  if (!config.kms) {
+    const masterSecretBytes = await readKeyMaterial(config.masterSecretFile, "master secret");
+    plainSecret = masterKeyObject(masterSecretBytes);
+    masterSecretBytes.fill(0);
+  }
   const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) await fn();
@@ -62,6 +71,12 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
     cleanups.push(() => allow.close());
 
     const metrics = new KeyServiceMetrics();
+    // KMS mode: an unreachable KMS starts the service not ready (GetDataKey UNAVAILABLE) and
+    // keeps trying; a refusal throws here, before anything listens.
+    const kms = config.kms ? await openKmsMasterSecret(config.kms, metrics.registry, logger) : undefined;
+    if (kms) cleanups.push(() => kms.close());
+    const masterSecret = kms ? () => kms.current() : plainSecret;
+    if (!masterSecret) throw new Error("internal: neither a plain nor a wrapped master secret");
     let watcher: TlsFileWatcher | undefined;
     if (config.tls) {
       const { certFile, keyFile, clientCaFile } = config.tls;
@@ -127,18 +142,33 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
         endpoint: config.metricsListen,
         metrics,
         ready: () => health.get("") === "SERVING",
+        ...(kms ? { readyDetail: () => kms.detail() } : {}),
         logger,
       });
       const running = http;
       cleanups.push(() => running.stop());
     }
-    health.setAll("SERVING");
-
     let stopping: Promise<void> | undefined;
+    let served: () => void = () => undefined;
+    const whenServing = new Promise<void>((resolve) => (served = resolve));
+    if (kms) {
+      kms.onChange((serving) => {
+        if (stopping) return;
+        health.setAll(serving ? "SERVING" : "NOT_SERVING");
+        if (serving) served();
+      });
+    }
+    if (!kms || kms.serving) {
+      health.setAll("SERVING");
+      served();
+    }
+
     return {
       endpoint: server.endpoint,
       metricsPort: http?.port,
       metrics,
+      serving: () => health.get("") === "SERVING",
+      whenServing,
       async reload() {
         await watcher?.check();
         await allow.check();

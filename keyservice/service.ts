@@ -15,7 +15,8 @@ import { peerOf } from "./peer.js";
 export type AuthMode = "mtls" | "insecure-dev";
 
 export interface KeyServiceCoreOptions {
-  readonly masterSecret: Buffer | KeyObject;
+  /** A function when the secret may be absent (KMS mode): it throws UnavailableError then. */
+  readonly masterSecret: Buffer | KeyObject | (() => KeyObject);
   readonly salt: Buffer;
   readonly authMode: AuthMode;
   /** The allow-list in force; a function because the allow-list file may be reloaded. */
@@ -53,7 +54,7 @@ export function keyServiceHandlers(options: KeyServiceCoreOptions): AsyncHandler
             ? new UnauthenticatedError("no client certificate")
             : new PermissionDeniedError(`client ${caller.client} is not allowed to get data keys`);
         }
-        const key = deriveDataKey(masterSecret, salt, request.data_key_id, request.length);
+        const key = deriveDataKey(typeof masterSecret === "function" ? masterSecret() : masterSecret, salt, request.data_key_id, request.length);
         // grpc-js serialises the response synchronously inside the handler's callback, which
         // runs in a microtask after this promise settles; by the next macrotask the key has
         // been copied into the outgoing frame and this copy can be wiped.

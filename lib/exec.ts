@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { spawn } from "node:child_process";
 import type { Logger } from "./log.js";
 import { DeadlineExceededError, InternalError } from "./errors.js";
 
@@ -70,6 +70,81 @@ export function describeCommand(command: Command): string {
   return [command.file, ...args].join(" ");
 }
 
+/** After a timeout or cancellation SIGTERM, then this long for the process to go before SIGKILL. */
+const KILL_GRACE_MS = 5_000;
+
+interface Outcome {
+  readonly exitCode: number | undefined;
+  readonly signal: NodeJS.Signals | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly spawnError: NodeJS.ErrnoException | undefined;
+  readonly timedOut: boolean;
+  readonly cancelled: boolean;
+}
+
+/**
+ * One process, node:child_process directly: no shell, stdin from `input` (else /dev/null),
+ * stdout and stderr collected until both close (a detached daemon that keeps them open keeps
+ * the call waiting, as it must), the environment extended by `env`. (This was execa, whose
+ * module graph alone cost every component about 17 MB of memory: BENCHMARKS.md, netd.)
+ */
+function runProcess(command: Command, timeoutMs: number, signal: AbortSignal | undefined): Promise<Outcome> {
+  return new Promise<Outcome>((resolve) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let cancelled = false;
+    let spawnError: NodeJS.ErrnoException | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const child = spawn(command.file, [...command.args], {
+      stdio: [command.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: command.env ? { ...process.env, ...command.env } : process.env,
+    });
+    const kill = () => {
+      child.kill("SIGTERM");
+      killTimer ??= setTimeout(() => child.kill("SIGKILL"), KILL_GRACE_MS);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, timeoutMs);
+    const onAbort = () => {
+      cancelled = true;
+      kill();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const finish = (exitCode: number | null, exitSignal: NodeJS.Signals | null) => {
+      clearTimeout(timer);
+      clearTimeout(killTimer);
+      signal?.removeEventListener("abort", onAbort);
+      resolve({
+        exitCode: exitCode ?? undefined,
+        signal: exitSignal ?? undefined,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        spawnError,
+        timedOut,
+        cancelled,
+      });
+    };
+    child.stdout?.on("data", (chunk: Buffer) => out.push(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => err.push(chunk));
+    child.on("error", (e: NodeJS.ErrnoException) => {
+      spawnError ??= e;
+      // A process that never started emits no 'close' of its own on every Node version.
+      if (child.pid === undefined) finish(null, null);
+    });
+    child.on("close", (code, exitSignal) => finish(code, exitSignal));
+    if (command.input !== undefined && child.stdin) {
+      // A process that exits without reading all of its input is not an error of ours.
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(command.input);
+    }
+    if (signal?.aborted) onAbort();
+  });
+}
+
 /** The one place that starts processes. */
 export function createRunner(options: RunnerOptions): Runner {
   const defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
@@ -77,31 +152,23 @@ export function createRunner(options: RunnerOptions): Runner {
   return async (command, runOptions) => {
     const argv = describeCommand(command);
     const started = performance.now();
-    const result = await execa(command.file, [...command.args], {
-      reject: false,
-      stripFinalNewline: false,
-      timeout: command.timeoutMs ?? defaultTimeoutMs,
-      ...(runOptions?.signal ? { cancelSignal: runOptions.signal } : {}),
-      ...(command.input === undefined ? { stdin: "ignore" as const } : { input: command.input }),
-      ...(command.env ? { env: command.env } : {}),
-    });
+    const result = await runProcess(command, command.timeoutMs ?? defaultTimeoutMs, runOptions?.signal);
     const ms = Math.round(performance.now() - started);
-    const stdout = String(result.stdout ?? "");
-    const stderr = String(result.stderr ?? "");
+    const { stdout, stderr } = result;
     if (result.timedOut) {
       log.warn({ cmd: argv, ms }, "command timed out");
       throw new ExecTimeoutError(argv, `timed out after ${ms} ms`);
     }
-    if (result.isCanceled) {
+    if (result.cancelled) {
       log.warn({ cmd: argv, ms }, "command cancelled");
       throw new ExecTimeoutError(argv, "was cancelled: the caller's deadline passed");
     }
-    const exitCode = result.exitCode;
-    if (exitCode === undefined) {
-      const code = (result as { code?: string }).code;
-      if (code === "ENOENT") throw new CommandNotFoundError(argv, undefined, `${command.file} is not installed`);
-      throw new ExecError(argv, undefined, result.message ?? "", { cause: result.cause });
+    if (result.spawnError) {
+      if (result.spawnError.code === "ENOENT") throw new CommandNotFoundError(argv, undefined, `${command.file} is not installed`);
+      throw new ExecError(argv, undefined, result.spawnError.message, { cause: result.spawnError });
     }
+    const exitCode = result.exitCode;
+    if (exitCode === undefined) throw new ExecError(argv, undefined, `killed by ${result.signal ?? "a signal"}${stderr ? `: ${stderr}` : ""}`);
     log.debug({ cmd: argv, exitCode, ms }, "command");
     if (exitCode !== 0 && !(command.okExitCodes ?? []).includes(exitCode)) {
       throw new ExecError(argv, exitCode, stderr);

@@ -27,6 +27,22 @@ export type AsyncHandlers<H> = {
     : never;
 };
 
+/**
+ * Watches every call a service wrapped by toGrpcHandlers receives (metrics): `callStarted` runs
+ * when a call arrives, and the function it returns when the call is answered, with the gRPC
+ * status code's name (OK, NOT_FOUND, …) and how long the call took.
+ */
+export interface CallObserver {
+  callStarted(method: string): (code: string, seconds: number) => void;
+}
+
+/**
+ * Metadata a process sets on calls to itself (its health checks, every few seconds): those are
+ * logged at debug when they succeed, so that kubelet's probes do not fill the log. Failures are
+ * logged as always.
+ */
+export const SELF_CHECK_METADATA = "cloak-self-check";
+
 /** Request fields worth a column in every log line: they identify what was acted on. */
 const ID_FIELDS = ["volume_id", "source_volume_id", "snapshot_id", "node_id", "name", "data_key_id"] as const;
 
@@ -41,11 +57,12 @@ export function toGrpcHandlers<H extends UntypedServiceImplementation>(
   definition: ServiceDefinition,
   handlers: AsyncHandlers<H>,
   log: Logger,
+  observer?: CallObserver,
 ): H {
   const table: Record<string, handleUnaryCall<unknown, unknown>> = {};
   const byName = handlers as Record<string, ((req: unknown, ctx: CallContext) => Promise<unknown>) | undefined>;
   for (const method of Object.keys(definition)) {
-    table[method] = wrapUnary(`${service}/${method}`, byName[method], log);
+    table[method] = wrapUnary(`${service}/${method}`, byName[method], log, observer);
   }
   return table as unknown as H;
 }
@@ -54,11 +71,14 @@ function wrapUnary(
   method: string,
   handler: ((req: unknown, ctx: CallContext) => Promise<unknown>) | undefined,
   log: Logger,
+  observer: CallObserver | undefined,
 ): handleUnaryCall<unknown, unknown> {
   return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
     const started = performance.now();
+    const finished = observer?.callStarted(method);
     const callLog = log.child({ method, ...requestIds(call.request) });
     if (!handler) {
+      finished?.("UNIMPLEMENTED", 0);
       callLog.info({ code: "UNIMPLEMENTED", ms: 0 }, "call");
       callback({ code: GrpcStatus.UNIMPLEMENTED, details: `${method} is not implemented`, metadata: new Metadata() });
       return;
@@ -72,11 +92,14 @@ function wrapUnary(
     handler(call.request, { signal: abort.signal, log: callLog, call })
       .then(
         (response) => {
-          callLog.info({ code: "OK", ms: elapsed(started) }, "call");
+          finished?.("OK", (performance.now() - started) / 1000);
+          const level = call.metadata.get(SELF_CHECK_METADATA).length > 0 ? "debug" : "info";
+          callLog[level]({ code: "OK", ms: elapsed(started) }, "call");
           callback(null, response);
         },
         (err: unknown) => {
           const failure = toGrpcStatus(err);
+          finished?.(GrpcStatus[failure.code], (performance.now() - started) / 1000);
           const level = failure.code === GrpcStatus.INTERNAL ? "error" : "warn";
           callLog[level]({ code: GrpcStatus[failure.code], ms: elapsed(started), err: failure.details }, "call failed");
           callback({ code: failure.code, details: failure.details, metadata: new Metadata() });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canonicalAddress, formatEndpoint, isPrefix, parsePrefix } from "./cidr.js";
+import { canonicalAddress, formatEndpoint, isPrefix, outermostPrefixes, parsePrefix } from "./cidr.js";
 
 describe("prefixes", () => {
   it.each([
@@ -22,5 +22,17 @@ describe("prefixes", () => {
     expect(formatEndpoint("fd00:cd:0::11", 51872)).toBe("[fd00:cd::11]:51872");
     expect(canonicalAddress("FD00::0:1")).toBe("fd00::1");
     expect(() => canonicalAddress("nope")).toThrow(/not an IP address/);
+  });
+});
+
+describe("outermostPrefixes", () => {
+  it("keeps only prefixes no other one contains (an nftables interval set refuses overlaps)", () => {
+    expect(
+      outermostPrefixes(["10.1.2.0/24", "10.0.0.0/8", "10.1.0.0/16", "11.0.0.0/24", "9.255.255.0/24", "fd00:1::/64", "fd00::/8", "fe80::/64", "10.0.0.0/8", "0.0.0.10/32"]),
+    ).toEqual(["0.0.0.10/32", "10.0.0.0/8", "11.0.0.0/24", "9.255.255.0/24", "fd00::/8", "fe80::/64"]);
+  });
+
+  it("keeps neighbours and both families apart", () => {
+    expect(outermostPrefixes(["10.0.0.0/25", "10.0.0.128/25", "::/0", "128.0.0.0/1"])).toEqual(["10.0.0.0/25", "10.0.0.128/25", "128.0.0.0/1", "::/0"]);
   });
 });

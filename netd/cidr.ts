@@ -78,3 +78,51 @@ function fromBytes(family: Family, bytes: number[]): string {
   for (let i = 0; i < 16; i += 2) groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
   return canonicalAddress(groups.join(":"));
 }
+
+/**
+ * The prefixes not contained in another one of the list, sorted: what an nftables interval
+ * set can hold (it refuses overlapping elements). A cluster range given with --cluster-cidr
+ * covers the nodes' pod CIDRs inside it, so a node joining or leaving changes nothing there.
+ * Input is canonical prefix text (parsePrefix's); sort keys are cached, since the planner runs
+ * this over every node's CIDRs on every event.
+ */
+export function outermostPrefixes(prefixes: Iterable<string>): string[] {
+  const keyed = [...new Set(prefixes)].map(prefixKey);
+  // By family, then start address, then the shorter (wider) prefix first: a prefix's
+  // sub-prefixes follow it directly, so one pass keeps the outermost ones.
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.length - b.length));
+  const kept: string[] = [];
+  let outer: PrefixKey | undefined;
+  for (const p of keyed) {
+    if (outer && outer.key.length === p.key.length && p.length >= outer.length && sameBits(outer, p)) continue;
+    kept.push(p.text);
+    outer = p;
+  }
+  return kept.sort();
+}
+
+interface PrefixKey {
+  readonly text: string;
+  /** The network address as a bit string ("4" or "6" first, then 32 or 128 bits). */
+  readonly key: string;
+  readonly length: number;
+}
+
+const keyCache = new Map<string, PrefixKey>();
+
+function prefixKey(text: string): PrefixKey {
+  const cached = keyCache.get(text);
+  if (cached) return cached;
+  const p = parsePrefix(text);
+  const [address = "", length = "0"] = p.text.split("/");
+  const bits = toBytes(p.family, address).map((b) => b.toString(2).padStart(8, "0")).join("");
+  const key = { text: p.text, key: `${p.family}${bits}`, length: Number(length) };
+  // Bounded: a cluster's prefixes, not an ever-growing history.
+  if (keyCache.size > 65_536) keyCache.clear();
+  keyCache.set(text, key);
+  return key;
+}
+
+function sameBits(outer: PrefixKey, inner: PrefixKey): boolean {
+  return outer.key.slice(0, 1 + outer.length) === inner.key.slice(0, 1 + outer.length);
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Command, CommandResult, Runner } from "../lib/exec.js";
 import { createLogger } from "../lib/log.js";
-import { Dataplane } from "./dataplane.js";
+import { LinuxDataplane } from "./dataplane.js";
 import type { Plan } from "./plan.js";
 
 /**
@@ -71,20 +71,21 @@ function planFor(n: number): Plan {
   return { peers, routes: peers.flatMap((p) => p.allowedIPs).sort(), strict: undefined, self: undefined, skipped: [], conflicts: [] };
 }
 
-function dataplane(k: FakeKernel): Dataplane {
-  return new Dataplane({
-    runner: k.runner,
-    logger: createLogger({ component: "netd-test", level: "silent" }),
-    iface: "w0",
-    listenPort: 51872,
-    fwmark: 0xc10000,
-    fwmask: 0xff0000,
-    table: 51872,
-    rulePriority: 5172,
-    implementation: "kernel",
-    wireguardGo: "wireguard-go",
-    nftTable: "cloak-netd",
-  });
+const dataplaneOptions = {
+  logger: createLogger({ component: "netd-test", level: "silent" }),
+  iface: "w0",
+  listenPort: 51872,
+  fwmark: 0xc10000,
+  fwmask: 0xff0000,
+  table: 51872,
+  rulePriority: 5172,
+  implementation: "kernel" as const,
+  wireguardGo: "wireguard-go",
+  nftTable: "cloak-netd",
+};
+
+function dataplane(k: FakeKernel): LinuxDataplane {
+  return new LinuxDataplane({ ...dataplaneOptions, runner: k.runner });
 }
 
 const keys = { privateKey: "PRIV", publicKey: "SELF=", file: "/k" };
@@ -171,5 +172,26 @@ describe("Dataplane.apply, delta", () => {
     const r = await d.apply(planFor(3), keys, false, "full");
     expect(r.peersChanged).toBe(1);
     expect(k.peers.has("K1=")).toBe(true);
+  });
+
+  it("in strict mode a node's CIDR joins the drop sets as one element, after its peer and route", async () => {
+    const k = new FakeKernel();
+    const strictPlan = (n: number): Plan => {
+      const p = planFor(n);
+      return { ...p, strict: { strict: p.routes, local: ["192.0.2.0/24"] } };
+    };
+    const inputs: string[] = [];
+    const runner = k.runner;
+    k.runner = async (c) => {
+      if (c.file === "nft" && c.args[0] === "-f") inputs.push(String(c.input));
+      return runner(c);
+    };
+    const dp = new LinuxDataplane({ ...dataplaneOptions, runner: (c) => k.runner(c) });
+    await dp.apply(strictPlan(3), keys, true);
+    expect(inputs[0]).toContain("table inet cloak-netd {");
+    k.writes = [];
+    await dp.apply(strictPlan(4), keys, true, "delta");
+    expect(k.writes).toEqual(["wg set w0", "ip -batch 1", "nft -f -"]);
+    expect(inputs[1]).toBe("add element inet cloak-netd strict4 { 10.0.3.0/24 }\n");
   });
 });

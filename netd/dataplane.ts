@@ -1,6 +1,7 @@
 import type { Runner } from "../lib/exec.js";
 import type { Logger } from "../lib/log.js";
-import { diffDevice, diffRoutes, diffRules } from "./diff.js";
+import type { ApplyResult, Dataplane, Implementation } from "./backend.js";
+import { diffDevice, diffRouteLists, diffRoutes, diffRules } from "./diff.js";
 import type { KeyPair } from "./keys.js";
 import type { Plan } from "./plan.js";
 import * as ip from "./tools/ip.js";
@@ -8,12 +9,10 @@ import * as nft from "./tools/nft.js";
 import * as wg from "./tools/wg.js";
 
 /**
- * The effects half of netd: reads what is live (`wg show dump`, `ip -j route/rule`,
+ * The effects half of netd on Linux: reads what is live (`wg show dump`, `ip -j route/rule`,
  * `nft -j list`) and applies only the difference from the plan. Nothing here tears the
- * interface down except {@link Dataplane.cleanup}.
+ * interface down except {@link LinuxDataplane.cleanup}.
  */
-
-export type Implementation = "kernel" | "userspace";
 
 /** About 150 bytes of argv per peer: 1000 peers is well under ARG_MAX's 2 MiB. */
 const MAX_PEERS_PER_SET = 1000;
@@ -31,18 +30,6 @@ export interface DataplaneOptions {
   readonly implementation: "auto" | Implementation;
   readonly wireguardGo: string;
   readonly nftTable: string;
-}
-
-export interface ApplyResult {
-  readonly peersChanged: number;
-  readonly routesChanged: number;
-  readonly rulesChanged: number;
-  readonly strictChanged: boolean;
-  readonly keyChanged: boolean;
-  /** The device as read from WireGuard; undefined after a delta apply, which reads nothing. */
-  readonly device: wg.LiveDevice | undefined;
-  /** "delta": compared with what the last apply left; "full": with the live state. */
-  readonly mode: "full" | "delta";
 }
 
 /** What a successful apply left live, as netd set it. */
@@ -64,7 +51,7 @@ export function desiredRules(o: Pick<DataplaneOptions, "fwmark" | "fwmask" | "ta
   }));
 }
 
-export class Dataplane {
+export class LinuxDataplane implements Dataplane {
   private implementationInUse: Implementation | undefined;
   /**
    * Set after each successful apply, cleared when one starts: a delta apply compares with it
@@ -124,6 +111,18 @@ export class Dataplane {
     return "userspace";
   }
 
+  async setPrivateKey(file: string): Promise<void> {
+    await this.o.runner(wg.set(this.o.iface, { privateKeyFile: file, peers: [] }));
+  }
+
+  async ensureStrict(rules: Omit<nft.StrictRules, "table" | "iface">): Promise<"kept" | "installed"> {
+    // A live table, whatever it holds, is what the previous run left: it keeps dropping until
+    // the first full reconcile replaces it (atomically) with the current one.
+    if (nft.parseListTable(await this.o.runner(nft.listTable(this.o.nftTable)))) return "kept";
+    await this.o.runner(nft.replaceTable({ table: this.o.nftTable, iface: this.o.iface, ...rules }));
+    return "installed";
+  }
+
   async readDevice(): Promise<wg.LiveDevice> {
     return wg.parseDump((await this.o.runner(wg.showDump(this.o.iface))).stdout);
   }
@@ -145,18 +144,21 @@ export class Dataplane {
   private async applyDelta(base: Applied, plan: Plan, keys: KeyPair & { file: string }, strict: boolean): Promise<ApplyResult> {
     const { runner, iface, table } = this.o;
     const wantStrict = strict && plan.strict !== undefined;
-    const strictChanged = wantStrict !== base.strict || (wantStrict && JSON.stringify(plan.strict) !== JSON.stringify(base.plan.strict));
-    if (strictChanged) await this.applyStrict(plan, strict);
-    const previous: wg.LiveDevice = {
-      publicKey: base.publicKey,
-      listenPort: this.o.listenPort,
-      fwmark: this.o.fwmark,
-      peers: base.plan.peers.map((p) => ({ ...p, latestHandshake: 0, rxBytes: 0, txBytes: 0 })),
-    };
+    // Strict mode switched on or off: the whole table, before the peers. Only its sets'
+    // content changed (a node came or went): those elements, after the peers and routes, which
+    // is as safe (a new peer's traffic is routed into the tunnel from its `wg set` on; a gone
+    // peer's prefixes stay dropped until after its routes are gone) and keeps them off the
+    // change's path.
+    const elements = wantStrict && base.strict && base.plan.strict && plan.strict ? nft.updateElements(this.strictRules(base.plan.strict), this.strictRules(plan.strict)) : undefined;
+    const strictChanged = wantStrict !== base.strict || elements !== undefined;
+    if (wantStrict !== base.strict) await this.applyStrict(plan, strict);
+    // What the last apply set stands in for the live state: nothing is read back or copied.
+    const previous = { publicKey: base.publicKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: base.plan.peers };
     const change = diffDevice(previous, { publicKey: keys.publicKey, privateKeyFile: keys.file, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: plan.peers });
     await this.setPeers(change);
-    const routeChanges = diffRoutes(base.plan.routes.map((dst) => ({ dst, dev: iface })), plan.routes, iface, table);
+    const routeChanges = diffRouteLists(base.plan.routes, plan.routes, iface, table);
     if (routeChanges.length > 0) await runner(ip.routeBatch(routeChanges));
+    if (elements) await runner(elements);
     return {
       peersChanged: change.peers.length,
       routesChanged: routeChanges.length,
@@ -166,6 +168,10 @@ export class Dataplane {
       device: undefined,
       mode: "delta",
     };
+  }
+
+  private strictRules(sets: NonNullable<Plan["strict"]>): nft.StrictRules {
+    return { table: this.o.nftTable, iface: this.o.iface, ...sets };
   }
 
   /** Strict rules, once they are known to differ: replaced when wanted (nothing leaves in plain text meanwhile), else deleted. */

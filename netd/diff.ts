@@ -1,7 +1,7 @@
 import { parsePrefix } from "./cidr.js";
 import type { DesiredPeer } from "./plan.js";
 import { sameRule, type LiveRoute, type Rule, type RouteChange } from "./tools/ip.js";
-import type { DeviceChange, LiveDevice, PeerChange } from "./tools/wg.js";
+import type { DeviceChange, LiveDevice, LivePeer, PeerChange } from "./tools/wg.js";
 
 /**
  * Desired vs live, as the fewest changes: pure functions from the planner's output and the
@@ -17,7 +17,10 @@ export interface DeviceWant {
   readonly peers: readonly DesiredPeer[];
 }
 
-export function diffDevice(live: LiveDevice, want: DeviceWant): DeviceChange {
+/** What diffDevice compares of a peer: a live one (`wg show`) or what the last apply set. */
+export type ComparablePeer = Pick<LivePeer, "publicKey" | "endpoint" | "allowedIPs" | "persistentKeepalive">;
+
+export function diffDevice(live: Omit<LiveDevice, "peers"> & { readonly peers: readonly ComparablePeer[] }, want: DeviceWant): DeviceChange {
   const livePeers = new Map(live.peers.map((p) => [p.publicKey, p]));
   const wanted = new Set(want.peers.map((p) => p.publicKey));
   const gaining: PeerChange[] = [];
@@ -76,6 +79,15 @@ export function diffRoutes(live: readonly LiveRoute[], want: readonly string[], 
   const deletes: RouteChange[] = live
     .filter((r) => !wanted.has(r.dst))
     .map((r) => ({ op: "delete", dst: r.dst, table }));
+  return [...replaces, ...deletes];
+}
+
+/** The same between two planned route lists (a delta: what the last apply set, all on `iface`). */
+export function diffRouteLists(before: readonly string[], want: readonly string[], iface: string, table: number): RouteChange[] {
+  const had = new Set(before);
+  const wanted = new Set(want);
+  const replaces: RouteChange[] = want.filter((dst) => !had.has(dst)).map((dst) => ({ op: "replace", dst, dev: iface, table }));
+  const deletes: RouteChange[] = before.filter((dst) => !wanted.has(dst)).map((dst) => ({ op: "delete", dst, table }));
   return [...replaces, ...deletes];
 }
 

@@ -53,14 +53,19 @@ export async function loadOrCreateKey(path: string): Promise<{ keys: KeyPair; cr
   return { keys, created: true };
 }
 
-export async function readKeyFile(path: string): Promise<KeyPair | undefined> {
-  let text: string;
+/** A state file's text; undefined when it does not exist (yet). */
+export async function readStateFile(path: string): Promise<string | undefined> {
   try {
-    text = await readFile(path, "utf8");
+    return await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
   }
+}
+
+export async function readKeyFile(path: string): Promise<KeyPair | undefined> {
+  const text = await readStateFile(path);
+  if (text === undefined) return undefined;
   const privateKey = text.trim();
   if (!isWireGuardKey(privateKey)) {
     throw new FailedPreconditionError(`${path} exists but does not hold a WireGuard private key`);

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerBuildInfo } from "../lib/build-info.js";
 import type { Command, Runner } from "../lib/exec.js";
 import type { LiveDevice } from "./tools/wg.js";
 
@@ -7,6 +8,7 @@ export const HANDSHAKE_FRESH_SECONDS = 180;
 
 export class NetdMetrics {
   readonly registry = new Registry();
+  readonly buildInfo = registerBuildInfo(this.registry, "netd");
   readonly peersConfigured = new Gauge({ name: "netd_peers_configured", help: "Peers on the WireGuard interface", registers: [this.registry] });
   readonly peersConnected = new Gauge({
     name: "netd_peers_connected",

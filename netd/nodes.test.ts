@@ -6,7 +6,7 @@ const KEY = "OIflxh+Ly9cPY2hfHIF6q7qF7UkIPTw2J1I/UyQKU1g=";
 describe("nodeInfo", () => {
   it("reads key, port, InternalIPs and pod CIDRs from a Node", () => {
     const info = nodeInfo({
-      metadata: { name: "n2", creationTimestamp: new Date("2026-01-01T00:00:00Z"), annotations: { [PUBLIC_KEY_ANNOTATION]: KEY, [PORT_ANNOTATION]: "51999" } },
+      metadata: { name: "n2", creationTimestamp: "2026-01-01T00:00:00Z", annotations: { [PUBLIC_KEY_ANNOTATION]: KEY, [PORT_ANNOTATION]: "51999" } },
       spec: { podCIDR: "198.51.100.64/26", podCIDRs: ["198.51.100.64/26", "FD00:CD:2::/64"] },
       status: {
         addresses: [

@@ -1,4 +1,4 @@
-import type { V1Node } from "@kubernetes/client-node";
+import type { Node } from "../lib/kube/types.js";
 import { isWireGuardKey } from "./keys.js";
 import { canonicalAddress, isPrefix, parsePrefix } from "./cidr.js";
 import { isIP } from "node:net";
@@ -23,7 +23,7 @@ export interface NodeInfo {
   readonly problems: readonly string[];
 }
 
-export function nodeInfo(node: V1Node): NodeInfo {
+export function nodeInfo(node: Node): NodeInfo {
   const name = node.metadata?.name ?? "";
   const annotations = node.metadata?.annotations ?? {};
   const problems: string[] = [];
@@ -49,6 +49,6 @@ export function nodeInfo(node: V1Node): NodeInfo {
     problems.push(`podCIDR ${JSON.stringify(c)} is not a prefix`);
     return false;
   }).map((c) => parsePrefix(c).text);
-  const created = node.metadata?.creationTimestamp ? new Date(node.metadata.creationTimestamp).getTime() : 0;
+  const created = node.metadata?.creationTimestamp ? Date.parse(node.metadata.creationTimestamp) || 0 : 0;
   return { name, publicKey, port, internalIPs, podCIDRs, created, problems };
 }

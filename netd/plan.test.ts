@@ -26,7 +26,7 @@ const options: PlanOptions = {
   endpointFamily: 4,
   persistentKeepalive: undefined,
   strict: false,
-  strictCIDRs: [],
+  clusterCIDRs: [],
 };
 
 const n1 = node("n1", 1, { publicKey: SELF_KEY });
@@ -130,7 +130,7 @@ describe("plan", () => {
   });
 
   it("strict mode protects every other node's pod CIDRs, keyed or not, plus extra CIDRs", () => {
-    const p = plan([n1, n2, node("n3", 3, { publicKey: undefined })], { ...options, strict: true, strictCIDRs: ["203.0.113.7/24"] });
+    const p = plan([n1, n2, node("n3", 3, { publicKey: undefined })], { ...options, strict: true, clusterCIDRs: ["203.0.113.7/24"] });
     expect(p.strict).toEqual({
       strict: ["198.51.100.128/26", "198.51.100.64/26", "203.0.113.0/24", "fd00:cd:2::/64", "fd00:cd:3::/64"],
       local: ["198.51.100.0/26", "fd00:cd:1::/64"],

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import { formatEndpoint, hostPrefix, parsePrefix, type Family } from "./cidr.js";
+import { formatEndpoint, hostPrefix, outermostPrefixes, parsePrefix, type Family } from "./cidr.js";
 import type { NodeInfo } from "./nodes.js";
 
 /**
@@ -20,8 +20,8 @@ export interface PlanOptions {
   readonly persistentKeepalive: number | undefined;
   /** Strict mode: drop plain-text traffic to and from other nodes' pod CIDRs. */
   readonly strict: boolean;
-  /** Extra prefixes strict mode protects (for example the cluster's whole pod range). */
-  readonly strictCIDRs: readonly string[];
+  /** The cluster's pod ranges: strict mode protects them whether or not a Node claims them. */
+  readonly clusterCIDRs: readonly string[];
 }
 
 export interface DesiredPeer {
@@ -125,7 +125,9 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
   const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort();
   const strict = options.strict
     ? {
-        strict: uniqueSorted([...others.flatMap((n) => n.podCIDRs), ...options.strictCIDRs.map((c) => parsePrefix(c).text)]),
+        // Only the outermost prefixes: an nftables interval set refuses overlapping elements,
+        // and a cluster range makes the per-node CIDRs inside it redundant.
+        strict: outermostPrefixes([...others.flatMap((n) => n.podCIDRs), ...options.clusterCIDRs.map((c) => parsePrefix(c).text)]),
         local: uniqueSorted(self?.podCIDRs ?? []),
       }
     : undefined;

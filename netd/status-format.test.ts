@@ -6,7 +6,7 @@ describe("formatStatus", () => {
     const text = formatStatus(
       {
         node: "n1", iface: "cloak-wg0", implementation: "kernel", publicKey: "PUB=", listenPort: 51872, synced: true,
-        lastReconcile: "2026-11-25T10:00:00.000Z", lastError: undefined,
+        lastReconcile: "2026-11-25T10:00:00.000Z", lastError: undefined, statsAt: "2026-11-25T10:00:00.000Z",
         peers: [
           { node: "n2", publicKey: "A=", endpoint: "192.0.2.12:51872", allowedIPs: ["198.51.100.64/26"], latestHandshake: 1_000, rxBytes: 5, txBytes: 7 },
           { node: undefined, publicKey: "B=", endpoint: undefined, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0 },

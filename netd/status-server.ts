@@ -5,9 +5,8 @@ import type { NetdMetrics } from "./metrics.js";
 
 export interface StatusSource {
   readonly healthy: boolean;
+  /** The last reconcile's state: answering a request runs no command (no `wg` per scrape). */
   status(): AgentStatus;
-  /** Re-reads the per-peer counters, so that a scrape never shows stale handshakes. */
-  refreshStats(): Promise<void>;
 }
 
 export interface StatusServerOptions {
@@ -19,6 +18,8 @@ export interface StatusServerOptions {
 }
 
 export interface StatusServer {
+  /** host:port as bound (brackets around an IPv6 host). */
+  readonly address: string;
   readonly port: number;
   close(): Promise<void>;
 }
@@ -26,10 +27,12 @@ export interface StatusServer {
 /**
  * /healthz (200 once a reconcile has succeeded and the last one did; 503 otherwise),
  * /metrics (Prometheus text) and /status (the peer table as JSON, for `cloak netd status`).
+ * Both are served from what the agent last read (its reconciles and a periodic re-read of the
+ * counters), so a scraper or a loop of `status` calls never makes netd fork a process.
  */
 export async function startStatusServer(o: StatusServerOptions): Promise<StatusServer> {
   const colon = o.address.lastIndexOf(":");
-  const host = o.address.slice(0, colon).replace(/^\[|\]$/g, "") || "0.0.0.0";
+  const host = o.address.slice(0, colon).replace(/^\[|\]$/g, "") || "127.0.0.1";
   const port = Number(o.address.slice(colon + 1));
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -41,13 +44,10 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
     if (path === "/healthz") {
       return o.agent.healthy ? reply(200, "text/plain", "ok\n") : reply(503, "text/plain", `not ready: ${o.agent.status().lastError ?? "no reconcile yet"}\n`);
     }
-    if (path === "/status" || path === "/metrics") {
-      const body = async () => {
-        await o.agent.refreshStats();
-        return path === "/status" ? `${JSON.stringify(o.agent.status())}\n` : o.metrics.registry.metrics();
-      };
-      body().then(
-        (text) => reply(200, path === "/status" ? "application/json" : o.metrics.registry.contentType, text),
+    if (path === "/status") return reply(200, "application/json", `${JSON.stringify(o.agent.status())}\n`);
+    if (path === "/metrics") {
+      o.metrics.registry.metrics().then(
+        (text) => reply(200, o.metrics.registry.contentType, text),
         (err: unknown) => reply(500, "text/plain", `${(err as Error).message}\n`),
       );
       return;
@@ -62,6 +62,7 @@ export async function startStatusServer(o: StatusServerOptions): Promise<StatusS
   const bound = typeof address === "object" && address ? address.port : port;
   o.logger.info({ address: `${host}:${bound}` }, "serving /healthz, /metrics and /status");
   return {
+    address: `${host.includes(":") ? `[${host}]` : host}:${bound}`,
     port: bound,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -7,6 +7,8 @@ import type { TestNode } from "../../test/netns/testbed.js";
 import { scaled } from "../../test/netns/timing.js";
 import { startEcho, startProbe, type ProbeStats } from "../../test/netns/traffic.js";
 import type { Mesh } from "./mesh.js";
+import { firstAfter, parseNetdLog, peerSetAt, type LogEntry } from "./netd-log.js";
+import { readFile } from "node:fs/promises";
 
 /**
  * Connectivity gaps, measured as the host tier's scenarios measure them (test/netns: a UDP
@@ -40,6 +42,28 @@ export interface RotationSample {
   readonly tcp: ProbeStats;
   /** From `rotate-key` starting to the other node using the new key (polled), ms. */
   readonly rotateToPeerMs: number;
+  /** Where the time went, from both netds' logs (ms after the rotating netd logged the new key). */
+  readonly timeline: RotationTimeline | undefined;
+}
+
+export interface RotationTimeline {
+  /** The Node patch with the new public key returned. */
+  readonly publishedMs: number;
+  /** The rotating node's interface switched to the new key (its `wg set private-key` exited). */
+  readonly switchedMs: number;
+  /** The other node's `wg set` naming the new key exited: from then on it answers the handshake. */
+  readonly peerSetMs: number;
+}
+
+/** The rotation's moments from both logs; undefined when a line is missing (an older netd). */
+export function rotationTimeline(rotating: readonly LogEntry[], other: readonly LogEntry[], from: number, publicKey: string): RotationTimeline | undefined {
+  const rotated = firstAfter(rotating, from, (e) => e.msg === "rotated private key");
+  if (!rotated) return undefined;
+  const published = firstAfter(rotating, rotated.time, (e) => e.msg === "published public key on the Node");
+  const switched = firstAfter(rotating, rotated.time, (e) => e.msg === "switched the interface to the new key");
+  const peer = peerSetAt(other, rotated.time, publicKey);
+  if (!published || !switched || !peer) return undefined;
+  return { publishedMs: published.time - rotated.time, switchedMs: switched.time - rotated.time, peerSetMs: peer.time - rotated.time };
 }
 
 export interface GapResult {
@@ -101,8 +125,11 @@ export async function measureGaps(mesh: Mesh, o: GapOptions): Promise<GapResult>
       await sleep(1_500);
       const udp = await p.udp.stop();
       const tcp = await p.tcp.stop();
-      rotations.push({ node: node.name, udp, tcp, rotateToPeerMs });
-      o.progress(`gaps: key rotation on ${node.name}: UDP gap ${udp.maxGapMs} ms, ${udp.lost} of ${udp.sent} lost; TCP gap ${tcp.maxGapMs} ms${tcp.closed ? ", connection dropped" : ""}`);
+      const log = async (n: TestNode) => parseNetdLog(await readFile(cluster.netd(n)?.o.logFile ?? "", "utf8").catch(() => ""));
+      const timeline = after === undefined ? undefined : rotationTimeline(await log(node), await log(other), started, after);
+      rotations.push({ node: node.name, udp, tcp, rotateToPeerMs, timeline });
+      const steps = timeline ? `; published +${timeline.publishedMs} ms, switched +${timeline.switchedMs} ms, peer set +${timeline.peerSetMs} ms` : "";
+      o.progress(`gaps: key rotation on ${node.name}: UDP gap ${udp.maxGapMs} ms, ${udp.lost} of ${udp.sent} lost; TCP gap ${tcp.maxGapMs} ms${tcp.closed ? ", connection dropped" : ""}${steps}`);
       await sleep(500);
     }
     return { probeIntervalMs: { udp: UDP_INTERVAL_MS, tcp: TCP_INTERVAL_MS }, restarts, rotations };

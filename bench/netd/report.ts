@@ -84,7 +84,7 @@ export function convergenceTargets(c: ConvergenceResult): Verdict[] {
   return [
     judge({ id: "fullProgramAt5000Ms", what: "netd at 5 000 nodes: start to fully programmed interface (p50)", op: "<", bound: 3000, unit: "ms" }, big ? median(big.start.map((s) => s.toProgrammedMs)) : Number.NaN),
     judge({ id: "addedNodeAt5000Ms", what: "netd at 5 000 nodes: one added node in `wg show` (p50)", op: "<", bound: 100, unit: "ms" }, big ? median(big.added.map((s) => s.toWgMs)) : Number.NaN),
-    judge({ id: "peakRssAt5000Mb", what: "netd at 5 000 nodes: peak RSS", op: "<", bound: 150, unit: "MB" }, big ? r1(big.peakRssMb) : Number.NaN),
+    judge({ id: "peakRssAt5000Mb", what: "netd at 5 000 nodes: peak RSS", op: "<=", bound: 100, unit: "MB" }, big ? r1(big.peakRssMb) : Number.NaN),
     judge(
       {
         id: "commandsPerChangeGrowth",
@@ -188,13 +188,28 @@ export function gapTable(g: GapResult): Table {
   };
 }
 
+/** Where a rotation's time goes, from both netds' logs (p50 over the rotations). */
+export function rotationTable(g: GapResult): Table | undefined {
+  const t = g.rotations.flatMap((r) => (r.timeline ? [{ ...r.timeline, gap: r.udp.maxGapMs }] : []));
+  if (t.length === 0) return undefined;
+  const p50 = (f: (x: (typeof t)[number]) => number) => median(t.map(f));
+  return {
+    title: "Key rotation, step by step: ms after the rotating netd logged its new key (p50; host, wireguard-go)",
+    columns: ["n", "Node patched (key published)", "own interface switched", "peer's `wg set` with the new key", "peer after switch", "UDP gap p50"],
+    rows: [[t.length, p50((x) => x.publishedMs), p50((x) => x.switchedMs), p50((x) => x.peerSetMs), p50((x) => x.peerSetMs - x.switchedMs), p50((x) => x.gap)]],
+    notes: [
+      "the rotating netd publishes first and switches its interface as soon as the patch returns; the peer switches when its watch delivers the change (a delta: one `wg set`); the gap is from the earlier switch to the later one, plus the handshake the next probe triggers",
+    ],
+  };
+}
+
 export function gapTargets(g: GapResult): Verdict[] {
   return [
     judge(
       { id: "restartLostPackets", what: "netd restart: packets of a steady flow lost (UDP, all restarts)", op: "<=", bound: 0 },
       g.restarts.length ? g.restarts.reduce((sum, s) => sum + (s.udp.lost ?? 0), 0) : Number.NaN,
     ),
-    judge({ id: "rotationGapMs", what: "key rotation: gap (worst of all rotations)", op: "<", bound: 1000, unit: "ms" }, g.rotations.length ? Math.max(...g.rotations.map((s) => s.udp.maxGapMs)) : Number.NaN),
+    judge({ id: "rotationGapMs", what: "key rotation: gap (worst of all rotations)", op: "<", bound: 100, unit: "ms" }, g.rotations.length ? Math.max(...g.rotations.map((s) => s.udp.maxGapMs)) : Number.NaN),
   ];
 }
 

@@ -20,14 +20,14 @@ import { measureGaps, type GapResult } from "./gaps.js";
 import type { GuestPayload } from "./guest.js";
 import { startMesh } from "./mesh.js";
 import { intFromEnv, listFromEnv } from "../lib/params.js";
-import { convergenceNotes, convergenceTables, convergenceTargets, gapTable, gapTargets, throughputTables, throughputTarget } from "./report.js";
+import { convergenceNotes, convergenceTables, convergenceTargets, gapTable, gapTargets, rotationTable, throughputTables, throughputTarget } from "./report.js";
 import { measureThroughput, type ThroughputResult } from "./throughput.js";
 import { apiServerProbes, netdVersions } from "./versions.js";
 
 const SECTIONS = listFromEnv("CLOAK_BENCH_NETD_SECTIONS", ["convergence", "throughput", "gaps", "vm"]);
 const PARAMETERS = {
   sections: SECTIONS,
-  sizes: listFromEnv("CLOAK_BENCH_NETD_SIZES", ["10", "100", "1000", "5000"]).map(Number),
+  sizes: listFromEnv("CLOAK_BENCH_NETD_SIZES", ["10", "100", "1000", "5000", "10000"]).map(Number),
   startSamples: intFromEnv("CLOAK_BENCH_NETD_START_SAMPLES", 3),
   changeSamples: intFromEnv("CLOAK_BENCH_NETD_CHANGE_SAMPLES", 7),
   dualStack: (process.env["CLOAK_BENCH_NETD_DUAL_STACK"] ?? "1") !== "0",
@@ -120,6 +120,8 @@ async function main(): Promise<void> {
   }
   if (gaps) {
     tables.push(gapTable(gaps));
+    const steps = rotationTable(gaps);
+    if (steps) tables.push(steps);
     targets.push(...gapTargets(gaps));
   }
   if (vm) {

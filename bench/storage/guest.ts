@@ -19,6 +19,7 @@ import { judge, type Verdict } from "../lib/verdict.js";
 import { guestTier, emitGuestResult } from "../lib/vm.js";
 import { startCloak, startPlain, type Driver } from "./drivers.js";
 import { kernelCipherBenchmark, opensslCipherBenchmark, parseKernelCipherBenchmark, parseOpensslSpeed, type CipherFigures } from "./cipher.js";
+import { measureHeaderCheck, withCloakDevice, type HeaderCheckTimes } from "./header-check.js";
 import { fioTable, measureFio, summarizeFio, type FioResult } from "./fio-bench.js";
 import { kdfSpeedup, kdfTable, measureKdf, type KdfResult } from "./kdf.js";
 import { manyVolumesTable, measureManyVolumes, type ManyVolumesResult } from "./many-volumes.js";
@@ -40,6 +41,8 @@ export interface GuestPayload {
   readonly notes: string[];
   readonly raw: {
     stage?: { samples: StageSamples; warmup: Record<string, StageSample> };
+    /** The header check alone, luksDump vs in process, on a loop device here. */
+    headerCheck?: HeaderCheckTimes;
     kdf?: KdfResult;
     fio?: FioResult;
     manyVolumes?: ManyVolumesResult;
@@ -114,8 +117,12 @@ async function main(): Promise<void> {
       tables.push(stageTable(stage.samples, indicative), breakdownTable(stage.samples, indicative));
       const ratios = stageRatios(stage.samples);
       targets.push(judge({ id: "warmStageRatio", what: "warm stage, encrypted / plain (p50)", op: "<=", bound: 1.15, indicative }, ratios.warm));
+      // A count, not a time: the same on any CPU.
+      targets.push(judge({ id: "warmStageExtraCommands", what: "warm stage, external commands cloak runs beyond plain's (median)", op: "<=", bound: 1 }, extraCommands(stage.samples)));
       notes.push(...stageNotes(stage.samples));
       coldStageP50 = median(stage.samples.cold.cloak.map((s) => s.stage.clientMs));
+      progress("== the header check alone: luksDump vs in process");
+      raw.headerCheck = await withCloakDevice(run, ({ device }) => measureHeaderCheck(run, device, PARAMETERS.warmSamples));
     });
 
     await section("kdf", async () => {
@@ -210,6 +217,11 @@ async function measureCipher(run: Runner): Promise<CipherFigures> {
   const opensslMiBps = parseOpensslSpeed((await run(opensslCipherBenchmark(2))).stdout);
   progress(`  kernel: encrypt ${kernel?.encryptMiBps ?? "?"} MiB/s, decrypt ${kernel?.decryptMiBps ?? "?"} MiB/s; OpenSSL ${opensslMiBps?.toFixed(1) ?? "?"} MiB/s`);
   return { ...(kernel ? { kernel } : {}), ...(opensslMiBps !== undefined ? { opensslMiBps } : {}) };
+}
+
+function extraCommands(samples: StageSamples): number {
+  const count = (list: readonly StageSample[]): number => median(list.map((s) => s.stage.breakdown.commands.length));
+  return count(samples.warm.cloak) - count(samples.warm.plain);
 }
 
 /** What the breakdown says about the warm stage, in words, for the result's notes. */

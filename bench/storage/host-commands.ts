@@ -1,13 +1,10 @@
-import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtemp, open, rm, truncate } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Command, Runner } from "../../lib/exec.js";
 import * as cryptsetup from "../../csi/luks/cryptsetup.js";
 import * as blkid from "../../csi/tools/blkid.js";
 import * as losetup from "../../csi/tools/losetup.js";
 import { median } from "../lib/stats.js";
 import type { Table } from "../lib/table.js";
+import { measureHeaderCheck, withCloakDevice, type HeaderCheckTimes } from "./header-check.js";
 import type { StageSamples } from "./stage-latency.js";
 
 /**
@@ -15,28 +12,21 @@ import type { StageSamples } from "./stage-latency.js";
  * commands in the guest: the commands that need no device-mapper, run natively on a loop
  * device carrying cloak's LUKS2 format. `cryptsetup open --test-passphrase` is open without
  * the mapping: the header read, the KDF and the key check. Tells how much the emulation
- * inflates each process start, and so what the warm-stage ratio is made of.
+ * inflates each process start, and so what the warm-stage ratio is made of. The header check
+ * (luksDump before, in process now) is measured on the same device.
  */
 export interface HostCommandTimes {
   /** Command name (as in the breakdown table) → median ms of `repeats` runs. */
   readonly medianMs: Record<string, number>;
   readonly repeats: number;
+  readonly headerCheck: HeaderCheckTimes;
 }
 
 export async function measureHostCommands(run: Runner, repeats = 7): Promise<HostCommandTimes> {
-  const dir = await mkdtemp(join(tmpdir(), "cloak-bench-host-"));
-  const file = join(dir, "disk.img");
-  const passphrase = randomBytes(32);
-  let device: string | undefined;
-  try {
-    await (await open(file, "w")).close();
-    await truncate(file, 64 * 1024 * 1024);
-    device = (await run(losetup.attach(file, false))).stdout.trim();
-    await run(cryptsetup.luksFormat({ device, uuid: randomUUID(), passphrase, integrity: false }));
+  return withCloakDevice(run, async ({ file, device, passphrase }) => {
     const commands: [string, Command][] = [
       ["losetup --associated", losetup.findByFile(file)],
       ["blkid -p", blkid.probe(device)],
-      ["cryptsetup luksDump", cryptsetup.luksDumpJson(device)],
       ["cryptsetup open --test-passphrase", cryptsetup.testPassphrase(device, passphrase)],
     ];
     const medianMs: Record<string, number> = {};
@@ -49,12 +39,8 @@ export async function measureHostCommands(run: Runner, repeats = 7): Promise<Hos
       }
       medianMs[name] = median(times);
     }
-    return { medianMs, repeats };
-  } finally {
-    passphrase.fill(0);
-    if (device) await run(losetup.detach(device)).catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
-  }
+    return { medianMs, repeats, headerCheck: await measureHeaderCheck(run, device, repeats) };
+  });
 }
 
 export function hostCommandsTable(host: HostCommandTimes, stage: StageSamples | undefined): Table {

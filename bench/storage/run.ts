@@ -14,6 +14,7 @@ import { renderResult, writeResult, type BenchResult } from "../lib/result.js";
 import { runInVm } from "../lib/vm.js";
 import { cipherTable, opensslCipherBenchmark, parseOpensslSpeed, type CipherFigures } from "./cipher.js";
 import type { GuestPayload } from "./guest.js";
+import { headerCheckTable } from "./header-check.js";
 import { hostCommandsTable, measureHostCommands } from "./host-commands.js";
 
 /** The guest's RAM holds the fio file and every volume's written blocks (tmpfs). */
@@ -49,6 +50,16 @@ async function main(): Promise<void> {
       ...payload.tables,
       ...(payload.raw.cipher ? [cipherTable(payload.raw.cipher, payload.tier === "vm" ? hostCipher : undefined, payload.tier === "vm")] : []),
       ...(payload.tier === "vm" ? [hostCommandsTable(hostCommands, payload.raw.stage?.samples)] : []),
+      ...(payload.raw.headerCheck
+        ? [
+            headerCheckTable(
+              payload.tier === "vm"
+                ? [["guest (emulated CPU)", payload.raw.headerCheck], ["host (real CPU)", hostCommands.headerCheck]]
+                : [["this kernel", payload.raw.headerCheck]],
+              payload.tier === "vm",
+            ),
+          ]
+        : []),
     ],
     targets: payload.targets,
     notes: [

@@ -5,7 +5,9 @@ import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
 import * as cryptsetup from "./cryptsetup.js";
-import { checkHeader, type HeaderVerdict, type LuksLabel } from "./policy.js";
+import { headerVerdict } from "./header.js";
+import { readHeaderArea } from "./header-read.js";
+import type { HeaderVerdict, LuksLabel } from "./policy.js";
 
 /**
  * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
@@ -45,15 +47,9 @@ export class LuksDevices {
     return verdict;
   }
 
+  /** Read in process (header.ts), not through `cryptsetup luksDump`: one process fewer per stage. */
   async inspectHeader(device: string, signal: Signal): Promise<HeaderVerdict> {
-    const dump = await this.options.run(cryptsetup.luksDumpJson(device), { signal });
-    let metadata: unknown;
-    try {
-      metadata = JSON.parse(dump.stdout);
-    } catch {
-      return { violations: ["the header's JSON metadata cannot be parsed"], integrity: false };
-    }
-    return checkHeader(metadata);
+    return headerVerdict(await readHeaderArea(device, signal));
   }
 
   async open(spec: { device: string; name: string; uuid: string }, signal: Signal): Promise<void> {

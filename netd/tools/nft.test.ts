@@ -49,4 +49,11 @@ describe("the strict table", () => {
     expect(cmd.input).toContain('ip daddr @strict4 ip daddr != @local4 counter drop');
     expect(cmd.input).toContain('oifname "cloak-wg0" accept');
   });
+
+  it("changes only the elements that differ, deletions first, in one transaction", () => {
+    const base = { table: "cloak-netd", iface: "w0", local: ["198.51.100.0/26"] };
+    const c = nft.updateElements({ ...base, strict: ["198.51.100.64/26", "fd00:cd:2::/64"] }, { ...base, strict: ["198.51.100.128/26", "fd00:cd:2::/64"] });
+    expect(c?.input).toBe("delete element inet cloak-netd strict4 { 198.51.100.64/26 }\nadd element inet cloak-netd strict4 { 198.51.100.128/26 }\n");
+    expect(nft.updateElements({ ...base, strict: ["fd00::/8"] }, { ...base, strict: ["fd00::/8"] })).toBeUndefined();
+  });
 });

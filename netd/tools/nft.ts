@@ -139,6 +139,29 @@ export function replaceTable(rules: StrictRules): Command {
   return { file: "nft", args: ["-f", "-"], input: script, timeoutMs: 30_000 };
 }
 
+/**
+ * The element changes from one content of the sets to another, as one transaction (deletions
+ * first, so a prefix replaced by one covering it never overlaps it); undefined when the sets
+ * are the same. What a Node event costs in strict mode, instead of re-writing thousands of
+ * elements.
+ */
+export function updateElements(before: StrictRules, after: StrictRules): Command | undefined {
+  const was = desiredSets(before);
+  const want = desiredSets(after);
+  const deletes: string[] = [];
+  const adds: string[] = [];
+  for (const [name, elems] of Object.entries(want)) {
+    const old = new Set(was[name] ?? []);
+    const next = new Set(elems);
+    const gone = [...old].filter((e) => !next.has(e));
+    const added = elems.filter((e) => !old.has(e));
+    if (gone.length > 0) deletes.push(`delete element ${TABLE_FAMILY} ${after.table} ${name} { ${gone.join(", ")} }`);
+    if (added.length > 0) adds.push(`add element ${TABLE_FAMILY} ${after.table} ${name} { ${added.join(", ")} }`);
+  }
+  if (deletes.length + adds.length === 0) return undefined;
+  return { file: "nft", args: ["-f", "-"], input: `${[...deletes, ...adds].join("\n")}\n`, timeoutMs: 30_000 };
+}
+
 export function deleteTable(table: string): Command {
   const script = `table ${TABLE_FAMILY} ${table} {}\ndelete table ${TABLE_FAMILY} ${table}\n`;
   return { file: "nft", args: ["-f", "-"], input: script, timeoutMs: 30_000 };

@@ -40,6 +40,11 @@ export interface ApiServerOptions {
   readonly runner?: Runner;
   /** Extra kube-apiserver flags. */
   readonly extraArgs?: readonly string[];
+  /**
+   * An EncryptionConfiguration (apiserver.config.k8s.io/v1) for data at rest, written to the
+   * directory and passed as --encryption-provider-config (e.g. a KMS v2 plugin for secrets).
+   */
+  readonly encryptionConfig?: Readonly<Record<string, unknown>>;
 }
 
 export interface ApiServer {
@@ -52,6 +57,8 @@ export interface ApiServer {
   readonly kubeconfigPath: string;
   readonly adminClient: KubeConfig;
   readonly binaries: Binaries;
+  /** etcd's client URL and a client certificate for it, to look at what is stored raw (from this process only without `netns`). */
+  readonly etcd: { readonly url: string; readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** A kubeconfig authenticating with a client certificate for `user` (and `groups`). */
   userKubeconfig(o: { user: string; groups?: readonly string[]; server?: string }): Promise<string>;
   /** A token for a service account (created if missing) from the TokenRequest API. */
@@ -145,6 +152,12 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     throw err;
   });
 
+  let encryptionArgs: string[] = [];
+  if (o.encryptionConfig) {
+    const file = join(dir, "encryption-config.yaml");
+    await writeFile(file, stringify(o.encryptionConfig), { mode: 0o600 });
+    encryptionArgs = [`--encryption-provider-config=${file}`];
+  }
   const apiserverArgs = [
     binaries.kubeApiserver,
     `--etcd-servers=https://127.0.0.1:${etcdPort}`,
@@ -165,6 +178,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     "--allow-privileged=true",
     `--cert-dir=${join(dir, "cert-dir")}`,
     "--v=1",
+    ...encryptionArgs,
     ...(o.extraArgs ?? []),
   ];
   const apiLog = join(dir, "kube-apiserver.log");
@@ -234,6 +248,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     kubeconfigPath,
     adminClient,
     binaries,
+    etcd: { url: `https://127.0.0.1:${etcdPort}`, caFile: ca.cert, certFile: etcdClient.cert, keyFile: etcdClient.key },
     userKubeconfig: async ({ user, groups, server: s }) => {
       const pem = await ensureLeaf(runner, pki, ca, {
         name: `user-${user.replace(/[^A-Za-z0-9_.-]/g, "_")}-${users++}`,

@@ -30,7 +30,7 @@ export interface DeployCluster {
   readonly kubeControllerManager: string;
 }
 
-export const OVERLAYS = ["base", "overlays/local", "overlays/cert-manager"] as const;
+export const OVERLAYS = ["base", "overlays/local", "overlays/cert-manager", "overlays/kms"] as const;
 export type Overlay = (typeof OVERLAYS)[number];
 
 export const NAMESPACE = "cloak-system";

@@ -79,13 +79,12 @@ describe("what the design depends on", () => {
     for (const [repo, tag] of images) {
       if (repo.startsWith("registry.k8s.io/")) expect(tag).toMatch(/^v\d+\.\d+\.\d+$/);
     }
+    // No node-driver-registrar and no livenessprobe: cloak registers itself and serves its own health.
     expect([...images.keys()].sort()).toEqual([
       "cloak.invalid/cloak",
-      "registry.k8s.io/sig-storage/csi-node-driver-registrar",
       "registry.k8s.io/sig-storage/csi-provisioner",
       "registry.k8s.io/sig-storage/csi-resizer",
       "registry.k8s.io/sig-storage/csi-snapshotter",
-      "registry.k8s.io/sig-storage/livenessprobe",
     ]);
   });
 
@@ -111,7 +110,8 @@ describe("what the design depends on", () => {
     const ks = parseKeyServiceArgs(ksArgs);
     const [netdCmd, ...netdArgs] = args(podSpec(netd()), "netd");
     expect(netdCmd).toBe("netd");
-    expect(parseNetdCommand(netdArgs, env)).toMatchObject({ command: "run", config: { nodeName: "n1" } });
+    // Strict by default, serving on the node's address (status.hostIP), never on 0.0.0.0.
+    expect(parseNetdCommand(netdArgs, { ...env, NODE_IP: "192.0.2.11" })).toMatchObject({ command: "run", config: { nodeName: "n1", strict: true, metricsAddress: "192.0.2.11:9478" } });
 
     // The plugin reaches the key service's Service, and the name it checks is in the
     // certificate the cert-manager overlay issues (`cloak keys init` issues the same names).
@@ -137,9 +137,10 @@ describe("what the design depends on", () => {
     expect(c.securityContext?.privileged).toBeFalsy();
     expect(c.securityContext?.capabilities).toEqual({ drop: ["ALL"], add: ["NET_ADMIN"] });
     expect(c.env).toContainEqual({ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
+    expect(c.env).toContainEqual({ name: "NODE_IP", valueFrom: { fieldRef: { fieldPath: "status.hostIP" } } });
     // The V8 flags bench-netd measured netd's memory with (netd/config.ts).
     expect(c.env).toContainEqual({ name: "NODE_OPTIONS", value: NETD_NODE_OPTIONS });
-    const metricsPort = Number(NETD_DEFAULTS.metricsAddress.split(":").pop());
+    const metricsPort = NETD_DEFAULTS.metricsPort;
     expect(c.ports).toContainEqual({ name: "metrics", containerPort: metricsPort });
     expect(c.readinessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
     const state = spec.volumes?.find((v) => v.name === "state");
@@ -154,7 +155,7 @@ describe("what the design depends on", () => {
     expect(plugin.volumeMounts).toContainEqual({ name: "kubelet-dir", mountPath: "/var/lib/kubelet", mountPropagation: "Bidirectional" });
     expect(spec.hostNetwork).toBeFalsy();
     const names = spec.containers.map((c) => c.name).sort();
-    expect(names).toEqual(["cloak-csi", "csi-provisioner", "csi-resizer", "csi-snapshotter", "liveness-probe", "node-driver-registrar"]);
+    expect(names).toEqual(["cloak-csi", "csi-provisioner", "csi-resizer", "csi-snapshotter"]);
     expect(container(spec, "csi-provisioner").args).toContain("--node-deployment=true");
     expect(container(spec, "csi-snapshotter").args).toContain("--node-deployment=true");
     for (const c of spec.containers.filter((x) => x.name !== "cloak-csi")) {
@@ -164,8 +165,37 @@ describe("what the design depends on", () => {
     // Without the local overlay, nothing in the pod talks to the API server: no token.
     const base = podSpec(find<V1DaemonSet>(objects("base"), "DaemonSet", "cloak-csi-node"));
     expect(base.automountServiceAccountToken).toBe(false);
-    expect(base.containers.map((c) => c.name).sort()).toEqual(["cloak-csi", "liveness-probe", "node-driver-registrar"]);
+    expect(base.containers.map((c) => c.name)).toEqual(["cloak-csi"]);
     expect(spec.automountServiceAccountToken).toBe(true);
+  });
+
+  it("registers the node plugin with kubelet itself, and probes its own health port", () => {
+    const spec = podSpec(csiNode());
+    const plugin = container(spec, "cloak-csi");
+    const config = parseCsiConfig((plugin.args ?? []).slice(1), { NODE_NAME: "n1" });
+    const mountOf = (volume: string) => plugin.volumeMounts?.find((m) => m.name === volume)?.mountPath;
+    const hostPathOf = (volume: string) => spec.volumes?.find((v) => v.name === volume)?.hostPath?.path;
+
+    // The registration socket goes where kubelet's plugin watcher looks.
+    expect(config.registration?.dir).toBe(mountOf("registration-dir"));
+    expect(hostPathOf("registration-dir")).toBe("/var/lib/kubelet/plugins_registry");
+    // kubelet is told the CSI socket's path on the node: the socket-dir hostPath, the file the plugin serves.
+    const endpoint = config.endpoint.kind === "unix" ? config.endpoint.path : "";
+    expect(endpoint.startsWith(`${mountOf("socket-dir")}/`)).toBe(true);
+    expect(config.registration?.kubeletEndpoint).toBe(`${hostPathOf("socket-dir")}${endpoint.slice((mountOf("socket-dir") ?? "").length)}`);
+    expect(config.registration?.kubeletEndpoint).toBe(`/var/lib/kubelet/plugins/${config.driverName}/csi.sock`);
+
+    // Liveness and readiness on the port the plugin listens on, in the pod's own network namespace.
+    expect(spec.hostNetwork).toBeFalsy();
+    expect(config.healthListen).toEqual({ kind: "tcp", host: "0.0.0.0", port: 9808 });
+    expect(plugin.ports).toContainEqual({ name: "healthz", containerPort: config.healthListen?.port });
+    expect(plugin.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "healthz" });
+    expect(plugin.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "healthz" });
+    // kubelet gives up on a probe after timeoutSeconds; the plugin's own checks answer within 4 s.
+    expect(plugin.livenessProbe?.timeoutSeconds).toBeGreaterThanOrEqual(5);
+    const metrics = find<V1Service>(local(), "Service", "cloak-csi-node-metrics");
+    expect(metrics.spec?.selector).toEqual(csiNode().spec?.selector.matchLabels);
+    expect(metrics.spec?.ports).toEqual([{ name: "metrics", port: 9808, targetPort: "healthz" }]);
   });
 
   it("declares the driver and classes as the disk source needs", () => {

@@ -169,7 +169,8 @@ beforeAll(async () => {
 
   /** One node as kubelet would run the DaemonSet's pod on it. */
   async function startNode(node: string): Promise<NodeStack> {
-    // What kubelet and the registrar make when the plugin registers on a node.
+    // What kubelet makes when it registers the plugin on a node (here there is no kubelet; the
+    // host tier registers the plugin with kubelet's own plugin manager, the cluster tier with kubelet).
     await core.createNode({ body: { metadata: { name: node, labels: { "kubernetes.io/hostname": node, [TOPOLOGY_KEY]: node } } } });
     await storage.createCSINode({
       body: { metadata: { name: node }, spec: { drivers: [{ name: "csi.cloak.dev", nodeID: node, topologyKeys: [TOPOLOGY_KEY] }] } },
@@ -189,16 +190,21 @@ beforeAll(async () => {
       dev: "/dev",
     };
     for (const d of ["socket-dir", "registration-dir", "kubelet-dir", "volumes-dir"] as const) await mkdir(volumes[d], { recursive: true });
+    // Two "nodes" share this host's network: each plugin's health port moves to a free one.
+    const healthPort = await freePort();
     const pluginCommand = hostCommand({
       pod: identity,
       container: container(csiPod, "cloak-csi"),
       volumes,
       images,
-      rewrite: { "cloak-keyservice.cloak-system.svc:9000": `127.0.0.1:${grpcPort}` },
+      rewrite: { "cloak-keyservice.cloak-system.svc:9000": `127.0.0.1:${grpcPort}`, "0.0.0.0:9808": `127.0.0.1:${healthPort}` },
     });
     const plugin = (env: Record<string, string> = {}) =>
       start(`${node}-cloak-csi`, pluginCommand.argv, { ...pluginCommand.env, ...env }, (out) => out.includes("cloak CSI plugin started"));
     await plugin();
+    // The manifests' own health and registration flags at work: live, and offering kubelet its socket.
+    expect((await fetch(`http://127.0.0.1:${healthPort}/healthz`)).status).toBe(200);
+    expect(existsSync(join(volumes["registration-dir"], "csi.cloak.dev-reg.sock"))).toBe(true);
     const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: csiPod.serviceAccountName ?? "", pod });
     const kubeconfig = await writeTokenKubeconfig(join(root, "csi-node.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
     const sidecars: Record<string, Restarted> = {};

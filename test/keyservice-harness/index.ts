@@ -28,6 +28,13 @@ export interface KeyServiceHarnessOptions {
   readonly extraArgs?: readonly string[];
   /** Serve these TLS files instead of the ones `keys init` wrote (rotation tests). */
   readonly serverTls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
+  /** Instead of `--master-secret <keys>/master-secret` (KMS mode: `--kms … --cluster-id …`). */
+  readonly masterSecretArgs?: readonly string[];
+  /**
+   * false: start() returns once the service listens, serving or not (KMS mode with the KMS
+   * down); true by default: once it serves keys.
+   */
+  readonly awaitReady?: boolean;
   /** How long start() waits for the service to serve; 20 s by default (the VM is slow). */
   readonly startTimeoutMs?: number;
 }
@@ -75,7 +82,7 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
   const base = options.dir ?? (await mkdtemp(join(tmpdir(), "cloak-ks-harness-")));
   const keysDir = join(base, "keys");
   const clientIdentity = options.clientIdentity ?? DEFAULT_CLIENT_IDENTITY;
-  if (!existsSync(join(keysDir, "master-secret"))) await initKeys(keysDir, clientIdentity);
+  if (!existsSync(join(keysDir, "salt"))) await initKeys(keysDir, clientIdentity);
   const server = options.serverTls ?? {
     certFile: join(keysDir, "server/tls.crt"),
     keyFile: join(keysDir, "server/tls.key"),
@@ -102,8 +109,7 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
       `127.0.0.1:${port}`,
       "--metrics-listen",
       `127.0.0.1:${metricsPort}`,
-      "--master-secret",
-      join(keysDir, "master-secret"),
+      ...(options.masterSecretArgs ?? ["--master-secret", join(keysDir, "master-secret")]),
       "--salt",
       join(keysDir, "salt"),
       "--tls-cert",
@@ -132,7 +138,9 @@ export async function startKeyServiceHarness(options: KeyServiceHarnessOptions =
     const deadline = Date.now() + (options.startTimeoutMs ?? 20_000);
     for (;;) {
       const lines = parseLines(raw.slice(mark));
-      const ready = lines.find((l) => l["msg"] === "key service ready");
+      const ready = lines.find(
+        (l) => l["msg"] === "key service ready" || (options.awaitReady === false && String(l["msg"]).startsWith("key service listening")),
+      );
       if (ready) {
         port = Number(String(ready["endpoint"]).split(":").at(-1));
         metricsPort = Number(ready["metricsPort"]);
