@@ -29,6 +29,10 @@ export interface CsiConfig {
   readonly allowedPathRoots: readonly string[];
   readonly maxVolumesPerNode: number;
   readonly bypassWorkqueues: boolean;
+  /** Bytes of (sparse) disks promised per byte the volumes directory can hold. */
+  readonly overcommitRatio: number;
+  /** A volume or snapshot still being created that nobody asked about for this long is removed. */
+  readonly abandonCreatingAfterMs: number;
   readonly logLevel: string | undefined;
   /** Wrapper mode (csi/wrap/): the inner driver's socket, and where its per-volume paths go. */
   readonly wrap: { readonly endpoint: Endpoint; readonly innerRoot: string } | undefined;
@@ -64,6 +68,9 @@ export const CSI_USAGE = `usage: cloak csi [options]
                             (default /var/lib/kubelet)
   --max-volumes-per-node N  reported to the CO; 0 = no limit (default 0)
   --bypass-workqueues       open dm-crypt with no_read_workqueue/no_write_workqueue
+  --overcommit-ratio R      promise up to R times what the volumes directory can hold
+                            (volumes are sparse; default 1.0: never more than fits)
+  --abandon-creating-after S  remove a creation nobody retried for S seconds (default 3600)
   --wrap ENDPOINT           put LUKS2 in front of another CSI driver serving block volumes, at
                             ENDPOINT (its node plugin's socket, or its controller's); needs
                             --services node or --services controller (one per process)
@@ -101,6 +108,8 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "allowed-path-root": { type: "string", multiple: true },
       "max-volumes-per-node": { type: "string", default: "0" },
       "bypass-workqueues": { type: "boolean", default: false },
+      "overcommit-ratio": { type: "string", default: "1.0" },
+      "abandon-creating-after": { type: "string", default: "3600" },
       "log-level": { type: "string" },
       wrap: { type: "string" },
       "inner-root": { type: "string" },
@@ -112,6 +121,10 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   });
   const maxVolumes = Number(values["max-volumes-per-node"]);
   if (!Number.isSafeInteger(maxVolumes) || maxVolumes < 0) throw new InvalidArgumentError("--max-volumes-per-node must be a whole number ≥ 0");
+  const overcommitRatio = Number(values["overcommit-ratio"]);
+  if (!Number.isFinite(overcommitRatio) || overcommitRatio <= 0) throw new InvalidArgumentError("--overcommit-ratio must be a number > 0");
+  const abandonAfter = Number(values["abandon-creating-after"]);
+  if (!Number.isFinite(abandonAfter) || abandonAfter <= 0) throw new InvalidArgumentError("--abandon-creating-after must be a number of seconds > 0");
   const driverName = values["driver-name"];
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,61}[A-Za-z0-9])?$/.test(driverName)) {
     throw new InvalidArgumentError(`--driver-name ${JSON.stringify(driverName)} is not a valid CSI driver name`);
@@ -137,6 +150,8 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     allowedPathRoots: roots,
     maxVolumesPerNode: maxVolumes,
     bypassWorkqueues: values["bypass-workqueues"],
+    overcommitRatio,
+    abandonCreatingAfterMs: abandonAfter * 1000,
     logLevel: values["log-level"],
     wrap,
     healthListen: healthListen(values["health-listen"]),

@@ -1,16 +1,17 @@
 import { join } from "node:path";
-import { createRunner } from "../lib/exec.js";
-import { toGrpcHandlers } from "../lib/grpc-handler.js";
+import { createRunner, type Runner } from "../lib/exec.js";
+import { toGrpcHandlers, type AsyncHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, stopOnSignals, type ServiceBinding } from "../lib/grpc-server.js";
-import { createLogger } from "../lib/log.js";
+import { createLogger, type Logger } from "../lib/log.js";
 import { loadProto } from "../lib/proto.js";
 import { cloakVersion, startupFields } from "../lib/version.js";
 import type { ProtoGrpcType } from "../proto/gen/csi.js";
 import type { ControllerHandlers } from "../proto/gen/csi/v1/Controller.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
-import { CSI_USAGE, parseCsiConfig } from "./config.js";
+import { CSI_USAGE, parseCsiConfig, type CsiConfig } from "./config.js";
 import { createControllerService } from "./controller/controller-service.js";
+import { Reconciler } from "./controller/reconcile.js";
 import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js";
 import { createLocalControllerSource } from "./disk/local/controller-source.js";
 import { createLocalNodeSource } from "./disk/local/node-source.js";
@@ -72,15 +73,7 @@ export async function main(argv: string[]): Promise<number> {
 
   if (serves("controller")) {
     const definition = wrap?.controllerDefinition ?? csi.Controller.service;
-    const controller = wrap?.controller() ?? createControllerService({
-      nodeId: config.nodeId,
-      disks: createLocalControllerSource({ dir: config.volumesDir, run, log }),
-      volumes: await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord),
-      snapshots: await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord),
-      luks,
-      locks,
-      log,
-    });
+    const controller = wrap?.controller() ?? (await localController(config, { run, log, luks, locks, metrics }));
     services.push({
       definition,
       implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log, metrics),
@@ -149,4 +142,33 @@ export async function main(argv: string[]): Promise<number> {
     log,
   );
   return new Promise<number>(() => undefined);
+}
+
+/** The controller over the local disk source: its records, and the reconciler that tidies them. */
+async function localController(
+  config: CsiConfig,
+  deps: { run: Runner; log: Logger; luks: LuksDevices; locks: VolumeLocks; metrics: CsiMetrics },
+): Promise<AsyncHandlers<ControllerHandlers>> {
+  const { run, log, luks, locks, metrics } = deps;
+  const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
+  const onQuarantine = (path: string, reason: string): void => {
+    log.error({ path, reason }, "quarantined a record that cannot be read");
+    metrics.recordQuarantined(path, reason);
+  };
+  const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
+  const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
+  const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs });
+  await reconciler.startup();
+  reconciler.start();
+  return createControllerService({
+    nodeId: config.nodeId,
+    disks,
+    volumes,
+    snapshots,
+    luks,
+    locks,
+    log,
+    overcommitRatio: config.overcommitRatio,
+    activity: reconciler,
+  });
 }

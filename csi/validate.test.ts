@@ -1,6 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { mkdir, mkdtemp, realpath, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../lib/errors.js";
-import { capability, hostPath, volumeId } from "./validate.js";
+import { capability, hostPath, resolvedHostPath, volumeId } from "./validate.js";
 
 describe("volumeId", () => {
   it.each(["vol-1", "pvc-0b8d4c1e-3a07-4f0e-9a43-6e4c0a6b1c5d", "a", "A.b_c-9", "v".repeat(128)])("accepts %s", (id) => {
@@ -52,5 +55,40 @@ describe("capability", () => {
     [{ access_type: "block" as const, block: {}, access_mode: { mode: "MULTI_NODE_READER_ONLY" as const } }, /not supported/],
   ])("refuses %j", (cap, message) => {
     expect(() => capability(cap)).toThrow(message);
+  });
+});
+
+describe("resolvedHostPath", () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await realpath(await mkdtemp(join(tmpdir(), "cloak-paths-")));
+    await mkdir(join(root, "kubelet", "pods"), { recursive: true });
+    await mkdir(join(root, "outside"));
+    await symlink(join(root, "outside"), join(root, "kubelet", "escape"));
+    await symlink(join(root, "kubelet", "pods"), join(root, "kubelet", "inside"));
+    await symlink(join(root, "missing"), join(root, "kubelet", "dangling"));
+    await symlink(join(root, "kubelet"), join(root, "kubelet-link"));
+  });
+  afterAll(() => rm(root, { recursive: true, force: true }));
+  const roots = (): string[] => [join(root, "kubelet")];
+
+  it("resolves the existing part and keeps the rest", async () => {
+    expect(await resolvedHostPath(join(root, "kubelet", "pods", "a", "b"), "p", roots())).toBe(join(root, "kubelet", "pods", "a", "b"));
+    expect(await resolvedHostPath(join(root, "kubelet", "inside", "a"), "p", roots())).toBe(join(root, "kubelet", "pods", "a"));
+  });
+
+  it("refuses a path whose parent leads out of the root", async () => {
+    await expect(resolvedHostPath(join(root, "kubelet", "escape", "staging"), "p", roots())).rejects.toThrow(
+      /leads through a symlink to ".*\/outside\/staging", outside the allowed directories/,
+    );
+  });
+
+  it("refuses a dangling symlink on the way", async () => {
+    await expect(resolvedHostPath(join(root, "kubelet", "dangling", "x"), "p", roots())).rejects.toThrow(/dangling symlink/);
+  });
+
+  it("accepts paths below a root that is itself a symlink", async () => {
+    const linked = [join(root, "kubelet-link")];
+    expect(await resolvedHostPath(join(root, "kubelet-link", "pods", "x"), "p", linked)).toBe(join(root, "kubelet", "pods", "x"));
   });
 });

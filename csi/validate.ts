@@ -1,4 +1,5 @@
-import { isAbsolute, normalize } from "node:path";
+import { lstat, realpath } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { InvalidArgumentError } from "../lib/errors.js";
 import type { VolumeCapability__Output } from "../proto/gen/csi/v1/VolumeCapability.js";
 import { isFilesystem, type Filesystem } from "./tools/mkfs.js";
@@ -42,6 +43,49 @@ export function hostPath(value: string, field: string, allowedRoots: readonly st
     throw new InvalidArgumentError(`${field} ${JSON.stringify(value)} is outside the allowed directories (${allowedRoots.join(", ")})`);
   }
   return value;
+}
+
+/**
+ * hostPath, then the same check on where the path really leads: the real path (every
+ * symlink resolved) of its longest existing prefix, with the rest appended, must be below the
+ * real path of an allowed root. A path under kubelet's directory whose parent is a symlink to
+ * /etc is refused here, before anything is attached or formatted. Returns the resolved path,
+ * which is what the handler then mounts on and compares with /proc/self/mountinfo (which
+ * shows real paths). A dangling symlink on the way is refused: mkdir would follow it.
+ */
+export async function resolvedHostPath(value: string, field: string, allowedRoots: readonly string[]): Promise<string> {
+  const path = hostPath(value, field, allowedRoots);
+  const resolved = await resolveExisting(path, field);
+  const roots = await Promise.all(allowedRoots.map((root) => realpath(root).catch(() => normalize(root))));
+  if (!roots.some((root) => isBelow(resolved, root))) {
+    throw new InvalidArgumentError(
+      `${field} ${JSON.stringify(value)} leads through a symlink to ${JSON.stringify(resolved)}, outside the allowed directories (${allowedRoots.join(", ")})`,
+    );
+  }
+  return resolved;
+}
+
+async function resolveExisting(path: string, field: string): Promise<string> {
+  const rest: string[] = [];
+  let head = path;
+  for (;;) {
+    try {
+      return join(await realpath(head), ...rest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") throw err;
+      if ((await lstat(head).catch(() => undefined))?.isSymbolicLink()) {
+        throw new InvalidArgumentError(`${field} ${JSON.stringify(path)} leads through a dangling symlink (${head})`);
+      }
+      if (head === "/") return path;
+      rest.unshift(basename(head));
+      head = dirname(head);
+    }
+  }
+}
+
+function isBelow(path: string, root: string): boolean {
+  return path.startsWith(root.endsWith("/") ? root : `${root}/`);
 }
 
 export type AccessMode = "SINGLE_NODE_WRITER" | "SINGLE_NODE_READER_ONLY";

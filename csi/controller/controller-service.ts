@@ -10,22 +10,30 @@ import {
   ResourceExhaustedError,
   UnavailableError,
 } from "../../lib/errors.js";
-import type { AsyncHandlers } from "../../lib/grpc-handler.js";
-import { int64ToNumber } from "../../lib/proto.js";
+import type { AsyncHandlers, CallContext } from "../../lib/grpc-handler.js";
 import type { ControllerHandlers } from "../../proto/gen/csi/v1/Controller.js";
 import type { Snapshot } from "../../proto/gen/csi/v1/Snapshot.js";
 import type { Topology__Output } from "../../proto/gen/csi/v1/Topology.js";
 import type { Volume } from "../../proto/gen/csi/v1/Volume.js";
 import type { VolumeCapability__Output } from "../../proto/gen/csi/v1/VolumeCapability.js";
 import type { VolumeContentSource__Output } from "../../proto/gen/csi/v1/VolumeContentSource.js";
-import type { ControllerDiskSource } from "../disk/disk-source.js";
+import type { ControllerDiskSource, CopyProgress, DiskRef } from "../disk/disk-source.js";
 import type { RecordStore } from "../disk/local/record-store.js";
 import { failpoint } from "../failpoints.js";
 import type { LuksDevices } from "../luks/luks-device.js";
 import { TOPOLOGY_NODE_KEY } from "../node/node-service.js";
 import * as validate from "../validate.js";
 import type { VolumeLocks } from "../volume-locks.js";
-import { LUKS_HEADER_BYTES, satisfies, sizeFor } from "./capacity.js";
+import {
+  largestCapacity,
+  minimumCapacityBytes,
+  parseCapacityRange,
+  promisableBytes,
+  satisfies,
+  sizeFor,
+  type CapacityRange,
+} from "./capacity.js";
+import { CopyJobs, describeProgress, waitBudgetMs, waitFor } from "./copy-jobs.js";
 import { page } from "./pagination.js";
 import { parseParameters, sameParameters, volumeContext, type VolumeParameters } from "./parameters.js";
 import type { SnapshotRecord, VolumeRecord } from "./records.js";
@@ -40,6 +48,13 @@ export interface ControllerServiceOptions {
   /** Shared with the node service: a volume being staged cannot be deleted at the same time. */
   readonly locks: VolumeLocks;
   readonly log: Logger;
+  /**
+   * How many bytes of disks may be promised per byte the disk source can hold (1.0: never more
+   * than fits, however sparse the disks are).
+   */
+  readonly overcommitRatio: number;
+  /** Told of every CreateVolume/CreateSnapshot that concerns a record still being created. */
+  readonly activity?: { touch(id: string): void } | undefined;
 }
 
 /** Every volume id this controller issues starts so (see ControllerExpandVolume). */
@@ -66,6 +81,7 @@ const CAPABILITIES = [
  */
 export function createControllerService(options: ControllerServiceOptions): AsyncHandlers<ControllerHandlers> {
   const { disks, volumes, snapshots, locks, log, nodeId } = options;
+  const copies = new CopyJobs();
   const topology = [{ segments: { [TOPOLOGY_NODE_KEY]: nodeId } }];
 
   function toVolume(record: VolumeRecord): Volume {
@@ -99,30 +115,50 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
     return record;
   }
 
-  /** The source a new volume is copied from, checked against what the request asks. */
-  function contentSource(
-    source: VolumeContentSource__Output | null,
-    parameters: VolumeParameters,
-  ): { kind: "snapshot" | "volume"; id: string; capacityBytes: number } | undefined {
+  /** The source a request names, as a checked reference; nothing is looked up yet. */
+  function requestedSource(source: VolumeContentSource__Output | null): DiskRef | undefined {
     if (!source) return undefined;
-    let found: { kind: "snapshot" | "volume"; id: string; capacityBytes: number; parameters: VolumeParameters };
     if (source.type === "snapshot") {
-      const id = validate.volumeId(source.snapshot?.snapshot_id ?? "", "volume_content_source.snapshot.snapshot_id");
-      const snapshot = snapshots.get(id);
-      if (!snapshot || snapshot.state !== "ready") throw new NotFoundError(`snapshot ${id} does not exist`);
-      found = { kind: "snapshot", id, capacityBytes: snapshot.capacityBytes, parameters: snapshot.parameters };
-    } else if (source.type === "volume") {
-      const id = validate.volumeId(source.volume?.volume_id ?? "", "volume_content_source.volume.volume_id");
-      const volume = volumes.get(id);
-      if (!volume || volume.state !== "ready") throw new NotFoundError(`source volume ${id} does not exist`);
-      found = { kind: "volume", id, capacityBytes: volume.capacityBytes, parameters: volume.parameters };
-    } else {
-      throw new InvalidArgumentError("volume_content_source names neither a snapshot nor a volume");
+      return { kind: "snapshot", id: validate.volumeId(source.snapshot?.snapshot_id ?? "", "volume_content_source.snapshot.snapshot_id") };
+    }
+    if (source.type === "volume") {
+      return { kind: "volume", id: validate.volumeId(source.volume?.volume_id ?? "", "volume_content_source.volume.volume_id") };
+    }
+    throw new InvalidArgumentError("volume_content_source names neither a snapshot nor a volume");
+  }
+
+  /** The source a new volume is copied from, checked against what the request asks. */
+  function contentSource(ref: DiskRef, parameters: VolumeParameters): { kind: DiskRef["kind"]; id: string; capacityBytes: number; diskBytes: number } {
+    const found = ref.kind === "snapshot" ? snapshots.get(ref.id) : volumes.get(ref.id);
+    if (!found || found.state !== "ready") {
+      throw new NotFoundError(ref.kind === "snapshot" ? `snapshot ${ref.id} does not exist` : `source volume ${ref.id} does not exist`);
     }
     if (found.parameters.integrity !== parameters.integrity) {
-      throw new InvalidArgumentError(`the ${found.kind} ${found.id} was made ${found.parameters.integrity ? "with" : "without"} integrity; the new volume must match`);
+      throw new InvalidArgumentError(`the ${ref.kind} ${ref.id} was made ${found.parameters.integrity ? "with" : "without"} integrity; the new volume must match`);
     }
-    return found;
+    return { ...ref, capacityBytes: found.capacityBytes, diskBytes: found.diskBytes };
+  }
+
+  /**
+   * The copies reading `disk` that have not finished: volumes being created from it, and (for
+   * a volume) snapshots being taken of it. Recorded state, so it holds across restarts too.
+   */
+  function copiesReading(disk: DiskRef): string[] {
+    const clones = volumes
+      .list()
+      .filter((v) => v.state === "creating" && v.source?.kind === disk.kind && v.source.id === disk.id)
+      .map((v) => `volume ${v.id}`);
+    const snaps = disk.kind === "volume" ? snapshots.list().filter((s) => s.state === "creating" && s.sourceVolumeId === disk.id).map((s) => `snapshot ${s.id}`) : [];
+    return [...clones, ...snaps];
+  }
+
+  function refuseWhileCopied(disk: DiskRef): void {
+    const readers = copiesReading(disk);
+    if (readers.length > 0) {
+      throw new FailedPreconditionError(
+        `the ${disk.kind} ${disk.id} is being copied into ${readers.join(", ")}; it can be deleted once the copy has finished`,
+      );
+    }
   }
 
   function checkTopology(requirement: { requisite: Topology__Output[]; preferred: Topology__Output[] } | null): void {
@@ -133,43 +169,87 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
     if (!here) throw new ResourceExhaustedError(`this controller provisions only on node ${nodeId}, which the topology requirement excludes`);
   }
 
-  async function createDisk(record: VolumeRecord, signal: AbortSignal): Promise<void> {
-    if (!record.source) {
-      await disks.createEmpty(record.id, record.diskBytes, { signal });
-      return;
-    }
-    await disks.copy(record.source, { kind: "volume", id: record.id }, record.diskBytes, { signal });
-    const sourceDisk = record.source.kind === "snapshot" ? snapshots.get(record.source.id)?.diskBytes : volumes.get(record.source.id)?.diskBytes;
-    const path = disks.localPath({ kind: "volume", id: record.id });
-    // A copy larger than its source holds a filesystem sized for the source: the node grows
-    // it at the next stage when the header says so.
-    if (path && sourceDisk !== undefined && record.diskBytes > sourceDisk && (await options.luks.isLuks(path, signal))) {
-      await options.luks.setLabel(path, "grow", signal);
+  /** Bytes of disk every record holds (or will hold): sparse or not, each counts in full. */
+  function provisionedDiskBytes(): number {
+    return [...volumes.list(), ...snapshots.list()].reduce((sum, r) => sum + r.diskBytes, 0);
+  }
+
+  /**
+   * Capacity accounting: `commit` (which writes the record that claims `extraDiskBytes`) runs
+   * only when the claim fits what may still be promised. One claim at a time, so that two
+   * concurrent creates cannot both take the last bytes.
+   */
+  let claims: Promise<unknown> = Promise.resolve();
+  function claim<T>(extraDiskBytes: number, commit: () => Promise<T>): Promise<T> {
+    const next = claims.then(async () => {
+      const limit = Math.floor((await disks.poolBytes()) * options.overcommitRatio);
+      if (extraDiskBytes > limit) {
+        throw new OutOfRangeError(
+          `${extraDiskBytes} bytes of disk are more than node ${nodeId} can ever provide (${limit} bytes at overcommit ratio ${options.overcommitRatio})`,
+        );
+      }
+      const left = promisableBytes(limit, 1, provisionedDiskBytes());
+      if (extraDiskBytes > left) {
+        throw new ResourceExhaustedError(
+          `node ${nodeId} has ${left} bytes of disk left to promise (overcommit ratio ${options.overcommitRatio}); ${extraDiskBytes} are needed`,
+        );
+      }
+      return commit();
+    });
+    claims = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Finishes a copy-made volume or snapshot: the copy runs in the background (CopyJobs) holding
+   * the source's lock, so the source cannot be staged or deleted under it; this call waits for
+   * it as long as its deadline allows and answers Aborted while it runs.
+   */
+  async function awaitCopy(
+    what: string,
+    key: string,
+    start: (onProgress: (progress: CopyProgress) => void) => Promise<void>,
+    call: CallContext["call"],
+  ): Promise<void> {
+    const job = copies.ensure(key, start);
+    if (!(await waitFor(job, waitBudgetMs(call.getDeadline())))) {
+      throw new AbortedError(`${what} is being copied: ${describeProgress(job.progress)}; retry later`);
     }
   }
 
+  async function copyVolume(record: VolumeRecord, source: DiskRef, onProgress: (progress: CopyProgress) => void): Promise<void> {
+    const target: DiskRef = { kind: "volume", id: record.id };
+    await locks.with(source.id, `copy into ${record.id}`, () =>
+      locks.with(record.id, "copy", async () => {
+        await disks.copy(source, target, record.diskBytes, { onProgress });
+        const sourceDisk = source.kind === "snapshot" ? snapshots.get(source.id)?.diskBytes : volumes.get(source.id)?.diskBytes;
+        const path = disks.localPath(target);
+        // A copy larger than its source holds a filesystem sized for the source: the node grows
+        // it at the next stage when the header says so. Only a copy of a volume that was in use
+        // has a filesystem to grow.
+        if (path && sourceDisk !== undefined && record.diskBytes > sourceDisk && (await options.luks.label(path, undefined)) === "in-use") {
+          await options.luks.setLabel(path, "grow", undefined);
+        }
+      }),
+    );
+  }
+
   return {
-    async CreateVolume(req, { signal }) {
+    async CreateVolume(req, { call }) {
       const name = checkName(req.name);
       if (req.volume_capabilities.length === 0) throw new InvalidArgumentError("volume_capabilities is required");
-      req.volume_capabilities.forEach((cap, i) => validate.capability(cap, `volume_capabilities[${i}]`));
+      const accesses = req.volume_capabilities.map((cap, i) => validate.capability(cap, `volume_capabilities[${i}]`));
       const parameters = parseParameters(req.parameters);
-      const range = {
-        requiredBytes: int64ToNumber(req.capacity_range?.required_bytes, "capacity_range.required_bytes"),
-        limitBytes: int64ToNumber(req.capacity_range?.limit_bytes, "capacity_range.limit_bytes"),
-      };
-      const source = contentSource(req.volume_content_source, parameters);
-      if (source && range.requiredBytes === 0 && range.limitBytes === 0) range.requiredBytes = source.capacityBytes;
-      const sizing = sizeFor(range, parameters.integrity);
-      if (source && sizing.capacityBytes < source.capacityBytes) {
-        throw new OutOfRangeError(`the ${source.kind} ${source.id} holds ${source.capacityBytes} bytes; a copy cannot be smaller`);
-      }
+      let range: CapacityRange = parseCapacityRange(req.capacity_range);
+      const sourceRef = requestedSource(req.volume_content_source);
       checkTopology(req.accessibility_requirements);
 
       return locks.with(`name:${name}`, "CreateVolume", async () => {
         let record = volumes.find((v) => v.name === name);
         if (record) {
-          const sameSource = (record.source?.id ?? "") === (source?.id ?? "") && record.source?.kind === source?.kind;
+          // The name decides first (the spec's error table): an existing volume that differs
+          // is AlreadyExists, whatever else is wrong with the request.
+          const sameSource = (record.source?.id ?? "") === (sourceRef?.id ?? "") && record.source?.kind === sourceRef?.kind;
           if (!sameParameters(record.parameters, parameters) || !sameSource || !satisfies(record.capacityBytes, range)) {
             throw new AlreadyExistsError(
               `volume ${name} already exists (${record.id}, ${record.capacityBytes} bytes, ${JSON.stringify(record.parameters)}) and differs from this request`,
@@ -178,26 +258,37 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
           if (record.state === "ready") return { volume: toVolume(record) };
           if (record.state === "deleting") throw new AbortedError(`volume ${name} is being deleted; retry later`);
         } else {
-          if ((await disks.freeBytes()) < sizing.diskBytes - sizing.capacityBytes) {
-            throw new ResourceExhaustedError("the volumes directory has no space left for another volume header");
+          const source = sourceRef && contentSource(sourceRef, parameters);
+          if (source && range.requiredBytes === 0 && range.limitBytes === 0) range = { requiredBytes: source.capacityBytes, limitBytes: 0 };
+          const sizing = sizeFor(range, { integrity: parameters.integrity, minimumBytes: minimumCapacityBytes(accesses, parameters.fsType) });
+          if (source && sizing.capacityBytes < source.capacityBytes) {
+            throw new OutOfRangeError(`the ${source.kind} ${source.id} holds ${source.capacityBytes} bytes; a copy cannot be smaller`);
           }
-          record = {
+          const fresh: VolumeRecord = {
             id: `${VOLUME_ID_PREFIX}${randomUUID()}`,
             name,
             state: "creating",
             capacityBytes: sizing.capacityBytes,
-            diskBytes: sizing.diskBytes,
+            // A copy's disk is never smaller than its source's, header and all.
+            diskBytes: Math.max(sizing.diskBytes, source?.diskBytes ?? 0),
             parameters,
             nodeId,
             source: source && { kind: source.kind, id: source.id },
             createdAt: new Date().toISOString(),
           };
-          await volumes.put(record);
-          failpoint("create:after-record");
+          await claim(fresh.diskBytes, () => volumes.put(fresh));
+          record = fresh;
+          failpoint("create:after-record", name);
         }
         const creating = record;
-        await locks.with(creating.id, "CreateVolume", () => createDisk(creating, signal));
-        failpoint("create:after-disk");
+        options.activity?.touch(creating.id);
+        const source = creating.source;
+        if (source) {
+          await awaitCopy(`volume ${creating.id}`, `volume:${creating.id}`, (onProgress) => copyVolume(creating, source, onProgress), call);
+        } else {
+          await locks.with(creating.id, "CreateVolume", () => disks.createEmpty(creating.id, creating.diskBytes));
+        }
+        failpoint("create:after-disk", name);
         const ready: VolumeRecord = { ...creating, state: "ready" };
         await volumes.put(ready);
         log.info({ volume_id: ready.id, name, capacityBytes: ready.capacityBytes, source: ready.source }, "volume created");
@@ -210,11 +301,12 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
       await locks.with(id, "DeleteVolume", async () => {
         const record = volumes.get(id);
         if (!record) return;
+        refuseWhileCopied({ kind: "volume", id });
         if (await disks.isAttached(id)) {
           throw new FailedPreconditionError(`volume ${id} is staged on node ${record.nodeId}; unstage it first`);
         }
         if (record.state !== "deleting") await volumes.put({ ...record, state: "deleting" });
-        failpoint("delete:after-mark");
+        failpoint("delete:after-mark", id);
         await disks.destroy({ kind: "volume", id }, { signal });
         await volumes.remove(id);
         log.info({ volume_id: id, name: record.name }, "volume deleted");
@@ -225,10 +317,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
     async ControllerExpandVolume(req) {
       const id = requiredId(req.volume_id, "volume_id");
       if (!req.capacity_range) throw new InvalidArgumentError("capacity_range is required");
-      const range = {
-        requiredBytes: int64ToNumber(req.capacity_range.required_bytes, "capacity_range.required_bytes"),
-        limitBytes: int64ToNumber(req.capacity_range.limit_bytes, "capacity_range.limit_bytes"),
-      };
+      const range = parseCapacityRange(req.capacity_range);
       return locks.with(id, "ControllerExpandVolume", async () => {
         if (!volumes.get(id) && id.startsWith(VOLUME_ID_PREFIX)) {
           // external-resizer has no node-deployment mode: every node's resizer asks every
@@ -242,13 +331,17 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             `volume ${id} uses dm-integrity, which cannot be expanded: its tags and journal are laid out for the original size`,
           );
         }
-        const sizing = sizeFor(range, false);
+        const sizing = sizeFor(range, { integrity: false, minimumBytes: 0 });
         if (sizing.capacityBytes <= record.capacityBytes) {
           return { capacity_bytes: record.capacityBytes, node_expansion_required: true };
         }
-        await disks.grow(id, sizing.diskBytes);
-        failpoint("expand:after-grow");
-        await volumes.put({ ...record, capacityBytes: sizing.capacityBytes, diskBytes: sizing.diskBytes });
+        const diskBytes = Math.max(sizing.diskBytes, record.diskBytes);
+        const grown: VolumeRecord = { ...record, capacityBytes: sizing.capacityBytes, diskBytes };
+        await claim(diskBytes - record.diskBytes, async () => {
+          await disks.grow(id, diskBytes);
+          failpoint("expand:after-grow", id);
+          await volumes.put(grown);
+        });
         log.info({ volume_id: id, capacityBytes: sizing.capacityBytes }, "volume expanded");
         return { capacity_bytes: sizing.capacityBytes, node_expansion_required: true };
       });
@@ -291,18 +384,26 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
           req.accessible_topology.segments[TOPOLOGY_NODE_KEY] !== nodeId) {
         return { available_capacity: 0 };
       }
-      parseParameters(req.parameters);
+      const parameters = parseParameters(req.parameters);
       const unsupported = firstUnsupported(req.volume_capabilities);
       if (unsupported) throw new InvalidArgumentError(unsupported);
-      const free = Math.max(0, (await disks.freeBytes()) - LUKS_HEADER_BYTES);
-      return { available_capacity: free, maximum_volume_size: { value: free } };
+      const accesses = req.volume_capabilities.map((cap) => validate.capability(cap));
+      // Without capabilities, the volume is assumed to be a filesystem of the class's type.
+      const minimumBytes = minimumCapacityBytes(
+        accesses.length > 0 ? accesses : [{ kind: "mount", fsType: parameters.fsType, mountFlags: [], mode: "SINGLE_NODE_WRITER" }],
+        parameters.fsType,
+      );
+      // What may still be promised, not what is free: sparse disks take little until written.
+      const promisable = promisableBytes(await disks.poolBytes(), options.overcommitRatio, provisionedDiskBytes());
+      const largest = largestCapacity(promisable, { integrity: parameters.integrity, minimumBytes });
+      return { available_capacity: largest, maximum_volume_size: { value: largest } };
     },
 
     async ControllerGetCapabilities() {
       return { capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) };
     },
 
-    async CreateSnapshot(req, { signal }) {
+    async CreateSnapshot(req, { call }) {
       const name = checkName(req.name);
       const sourceId = requiredId(req.source_volume_id, "source_volume_id");
       const unknown = Object.keys(req.parameters).filter((k) => !k.startsWith("csi.storage.k8s.io/"));
@@ -318,7 +419,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
           if (record.state === "deleting") throw new AbortedError(`snapshot ${name} is being deleted; retry later`);
         } else {
           const source = readyVolume(sourceId);
-          record = {
+          const fresh: SnapshotRecord = {
             id: `snap-${randomUUID()}`,
             name,
             state: "creating",
@@ -328,14 +429,17 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             parameters: source.parameters,
             createdAt: new Date().toISOString(),
           };
-          await snapshots.put(record);
-          failpoint("snapshot:after-record");
+          await claim(fresh.diskBytes, () => snapshots.put(fresh));
+          record = fresh;
+          failpoint("snapshot:after-record", name);
         }
         const creating = record;
+        options.activity?.touch(creating.id);
         // The source's lock keeps a stage or delete of it from interleaving with the copy.
-        await locks.with(sourceId, "CreateSnapshot", () =>
-          disks.copy({ kind: "volume", id: sourceId }, { kind: "snapshot", id: creating.id }, creating.diskBytes, { signal }),
-        );
+        await awaitCopy(`snapshot ${creating.id}`, `snapshot:${creating.id}`, (onProgress) =>
+          locks.with(sourceId, `snapshot ${creating.id}`, () =>
+            disks.copy({ kind: "volume", id: sourceId }, { kind: "snapshot", id: creating.id }, creating.diskBytes, { onProgress }),
+          ), call);
         const ready: SnapshotRecord = { ...creating, state: "ready" };
         await snapshots.put(ready);
         log.info({ snapshot_id: ready.id, source_volume_id: sourceId, name }, "snapshot created");
@@ -348,6 +452,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
       await locks.with(id, "DeleteSnapshot", async () => {
         const record = snapshots.get(id);
         if (!record) return;
+        refuseWhileCopied({ kind: "snapshot", id });
         if (record.state !== "deleting") await snapshots.put({ ...record, state: "deleting" });
         await disks.destroy({ kind: "snapshot", id }, { signal });
         await snapshots.remove(id);

@@ -90,17 +90,37 @@ export interface ControllerDiskSource {
   /**
    * A byte-for-byte copy (LUKS header and ciphertext) of a volume's or snapshot's disk as a new
    * disk, then grown to `diskBytes` if that is larger. A mounted source volume is frozen for
-   * the copy so that its filesystem is consistent.
+   * the copy so that its filesystem is consistent. Resumable: a copy an earlier call (or an
+   * earlier process) left unfinished is continued while its source is unchanged, and a copy
+   * already finished is not made again. It is not bound to any one request's deadline.
    */
-  copy(from: DiskRef, to: DiskRef, diskBytes: number, options?: { signal?: AbortSignal | undefined }): Promise<void>;
-  /** Crypto-erase (overwrite the LUKS header and keyslots), then remove. Idempotent. */
+  copy(from: DiskRef, to: DiskRef, diskBytes: number, options?: { onProgress?: ((progress: CopyProgress) => void) | undefined }): Promise<void>;
+  /** Crypto-erase (overwrite the LUKS header and keyslots) of the disk and of any partial copy of it, then remove. Idempotent. */
   destroy(disk: DiskRef, options?: { signal?: AbortSignal | undefined }): Promise<void>;
   /** Grows a volume's disk; never shrinks it. */
   grow(volumeId: string, diskBytes: number): Promise<void>;
   /** Whether a node has the volume's disk attached (it is staged, or being staged). */
   isAttached(volumeId: string): Promise<boolean>;
-  /** Space left for new disks. */
-  freeBytes(): Promise<number>;
+  /**
+   * What the source can hold for cloak's disks: its free space plus what cloak's disks already
+   * occupy. Disks may be sparse; the controller counts their full sizes against this.
+   */
+  poolBytes(): Promise<number>;
+  /** After a restart: undo what a killed process left half-done (a frozen filesystem, temporary files). */
+  recover(): Promise<void>;
+  /** The disks there are, finished and partial, for reconciliation with the records. */
+  inventory(): Promise<DiskInventory>;
   /** Where the disk can be read on this machine, for header edits; undefined for remote disks. */
   localPath(disk: DiskRef): string | undefined;
+}
+
+export interface CopyProgress {
+  readonly copiedBytes: number;
+  readonly totalBytes: number;
+}
+
+export interface DiskInventory {
+  readonly disks: readonly DiskRef[];
+  /** Copies begun and not finished. */
+  readonly partials: readonly DiskRef[];
 }

@@ -23,6 +23,8 @@ export interface FormatSpec {
   readonly uuid: string;
   readonly passphrase: Buffer;
   readonly integrity: boolean;
+  /** "fresh" (the default), or for integrity "wiping:0": the tags are initialised afterwards (integrity-wipe.ts). */
+  readonly label?: LuksLabel;
 }
 
 export function luksFormat(spec: FormatSpec): Command {
@@ -37,13 +39,14 @@ export function luksFormat(spec: FormatSpec): Command {
     "--pbkdf", LUKS_FORMAT.pbkdf,
     "--pbkdf-force-iterations", String(LUKS_FORMAT.pbkdfIterations),
     "--uuid", spec.uuid,
-    "--label", "fresh" satisfies LuksLabel,
+    "--label", spec.label ?? ("fresh" satisfies LuksLabel),
     "--subsystem", LUKS_FORMAT.subsystem,
     "--key-file", "-",
   ];
   // dm-integrity must initialise its tags, a full write of the device: minutes for large ones.
-  if (spec.integrity) args.push("--integrity", LUKS_FORMAT.integrityArgument);
-  return { file: CRYPTSETUP, args: [...args, spec.device], input: spec.passphrase, timeoutMs: spec.integrity ? 3_600_000 : 120_000 };
+  // cryptsetup's own wipe cannot be resumed, so cloak does it, recording its progress.
+  if (spec.integrity) args.push("--integrity", LUKS_FORMAT.integrityArgument, "--integrity-no-wipe");
+  return { file: CRYPTSETUP, args: [...args, spec.device], input: spec.passphrase, timeoutMs: 120_000 };
 }
 
 export function luksDumpJson(device: string): Command {
@@ -59,11 +62,17 @@ export interface OpenSpec {
    * enables), measured by bench/; off by default until the benchmark says otherwise here.
    */
   readonly bypassWorkqueues: boolean;
+  /**
+   * dm-integrity without its journal: for initialising the tags only (every sector is written
+   * once and the progress recorded after a flush), never for a volume in use.
+   */
+  readonly integrityNoJournal?: boolean;
 }
 
 export function luksOpen(spec: OpenSpec): Command {
   const args = ["open", "--type", LUKS_FORMAT.type, "--key-file", "-"];
   if (spec.bypassWorkqueues) args.push("--perf-no_read_workqueue", "--perf-no_write_workqueue");
+  if (spec.integrityNoJournal) args.push("--integrity-no-journal");
   return { file: CRYPTSETUP, args: [...args, spec.device, spec.name], input: spec.passphrase };
 }
 
@@ -84,6 +93,14 @@ export function isLuks2(device: string): Command {
 /** Label and subsystem are written together: `config` clears whichever one is left out. */
 export function setLabel(device: string, label: LuksLabel): Command {
   return { file: CRYPTSETUP, args: ["config", "--label", label, "--subsystem", LUKS_FORMAT.subsystem, device] };
+}
+
+/**
+ * Removes every keyslot: the header then opens with no key. Only the crash tests use it, to
+ * leave the state a kill inside luksFormat leaves (a header written, its keyslot not yet).
+ */
+export function luksErase(device: string): Command {
+  return { file: CRYPTSETUP, args: ["luksErase", "--batch-mode", device] };
 }
 
 /** Grows an open mapping to the size of its (already grown) backing device. */

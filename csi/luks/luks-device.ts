@@ -5,9 +5,9 @@ import { exitedWith, type Runner } from "../../lib/exec.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { VOLUME_PASSPHRASE_BYTES, type KeySource } from "../keys/key-source.js";
 import * as cryptsetup from "./cryptsetup.js";
-import { headerVerdict } from "./header.js";
+import { headerVerdict, parseHeaderArea, type HeaderParse } from "./header.js";
 import { readHeaderArea } from "./header-read.js";
-import type { HeaderVerdict, LuksLabel } from "./policy.js";
+import { wipingLabel, type HeaderVerdict, type LuksLabel } from "./policy.js";
 
 /**
  * The effects on a LUKS2 device: format, check, open, close, relabel, resize. Keys are fetched
@@ -25,13 +25,16 @@ export class LuksDevices {
   constructor(private readonly options: LuksDeviceOptions) {}
 
   /**
-   * Formats an empty disk. The LUKS UUID is chosen here and is the key id, so every volume
-   * gets its own key and a copy of the volume (clone, restore) keeps opening with it.
+   * Formats an empty disk. The LUKS UUID is chosen here (or kept, when a format that was cut
+   * off is redone) and is the key id, so every volume gets its own key and a copy of the
+   * volume (clone, restore) keeps opening with it. An integrity volume is labelled "wiping:0":
+   * its tags are initialised next (integrity-wipe.ts).
    */
-  async format(device: string, integrity: boolean, signal: Signal): Promise<string> {
-    const uuid = randomUUID();
+  async format(device: string, options: { integrity: boolean; uuid?: string | undefined }, signal: Signal): Promise<string> {
+    const uuid = options.uuid ?? randomUUID();
+    const label = options.integrity ? wipingLabel(0) : "fresh";
     await this.withKey(uuid, signal, (passphrase) =>
-      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity }), { signal }),
+      this.options.run(cryptsetup.luksFormat({ device, uuid, passphrase, integrity: options.integrity, label }), { signal }),
     );
     return uuid;
   }
@@ -52,11 +55,26 @@ export class LuksDevices {
     return headerVerdict(await readHeaderArea(device, signal));
   }
 
-  async open(spec: { device: string; name: string; uuid: string }, signal: Signal): Promise<void> {
+  /**
+   * Both copies of the header, read in process and checked as cryptsetup checks them; `header`
+   * is the copy cryptsetup uses (header.ts). For the decisions made before the policy check: a
+   * cut-off format, how far an integrity wipe got.
+   */
+  async readHeader(device: string, signal: Signal): Promise<HeaderParse> {
+    return parseHeaderArea(await readHeaderArea(device, signal));
+  }
+
+  async open(spec: { device: string; name: string; uuid: string; integrityNoJournal?: boolean }, signal: Signal): Promise<void> {
     try {
       await this.withKey(spec.uuid, signal, (passphrase) =>
         this.options.run(
-          cryptsetup.luksOpen({ device: spec.device, name: spec.name, passphrase, bypassWorkqueues: this.options.bypassWorkqueues }),
+          cryptsetup.luksOpen({
+            device: spec.device,
+            name: spec.name,
+            passphrase,
+            bypassWorkqueues: this.options.bypassWorkqueues,
+            integrityNoJournal: spec.integrityNoJournal ?? false,
+          }),
           { signal },
         ),
       );
@@ -89,6 +107,12 @@ export class LuksDevices {
   async isLuks(device: string, signal: Signal): Promise<boolean> {
     const result = await this.options.run(cryptsetup.isLuks2(device), { signal });
     return result.exitCode === 0;
+  }
+
+  /** The label of the copy of the LUKS2 header cryptsetup uses on `device` (a block device or an image file), if it has one. */
+  async label(device: string, signal: Signal): Promise<string | undefined> {
+    const parsed = await this.readHeader(device, signal);
+    return parsed.ok ? parsed.header.label : undefined;
   }
 
   async setLabel(device: string, label: LuksLabel, signal: Signal): Promise<void> {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { checkHeader } from "./policy.js";
+import { checkHeader, dataOffsetBytes, isNeverUsedLabel, isUnfinishedFormat, wipedBytes, wipingLabel } from "./policy.js";
 
 // Headers dumped with `cryptsetup luksDump --dump-json-metadata` from real devices formatted
 // with cryptsetup 2.6 (cloak's own format and the variants an attacker or another tool could
@@ -53,5 +53,49 @@ describe("checkHeader", () => {
 
   it.each([null, 42, "text", [], {}])("refuses malformed metadata %j", (metadata) => {
     expect(checkHeader(metadata).violations.length).toBeGreaterThan(0);
+  });
+});
+
+describe("isUnfinishedFormat", () => {
+  /** cloak's header after luksErase: what a kill between header and keyslot writes leaves. */
+  function cutOff(): Record<string, unknown> {
+    const header = fixture("cloak-default") as Record<string, unknown>;
+    return { ...header, keyslots: {}, digests: { "0": { ...(header["digests"] as Record<string, object>)["0"], keyslots: [] } } };
+  }
+  const cloaks = { label: "fresh", subsystem: "cloak" };
+
+  it("recognises a header cloak wrote and gave no keyslot", () => {
+    expect(isUnfinishedFormat(cutOff(), cloaks)).toBe(true);
+    expect(isUnfinishedFormat(cutOff(), { label: "wiping:0", subsystem: "cloak" })).toBe(true);
+  });
+
+  it.each([
+    ["a header with its keyslot", fixture("cloak-default"), cloaks],
+    ["a volume that was in use", cutOff(), { label: "in-use", subsystem: "cloak" }],
+    ["an integrity wipe under way", cutOff(), { label: "wiping:4096", subsystem: "cloak" }],
+    ["another subsystem's header", cutOff(), { label: "fresh", subsystem: "other" }],
+    ["no label", cutOff(), { label: undefined, subsystem: "cloak" }],
+    ["a token", { ...cutOff(), tokens: { "0": { type: "x" } } }, cloaks],
+    ["another cipher", { ...cutOff(), segments: { "0": { type: "crypt", offset: "16777216", size: "dynamic", encryption: "cipher_null-ecb", sector_size: 4096 } } }, cloaks],
+    ["malformed metadata", null, cloaks],
+  ])("does not take %s for one", (_name, metadata, header) => {
+    expect(isUnfinishedFormat(metadata, header)).toBe(false);
+  });
+
+  it("reads the data segment's offset", () => {
+    expect(dataOffsetBytes(fixture("cloak-default"))).toBe(16 * 1024 * 1024);
+    expect(dataOffsetBytes({})).toBeUndefined();
+  });
+});
+
+describe("wipe labels", () => {
+  it("round-trip the bytes wiped", () => {
+    expect(wipedBytes(wipingLabel(33554432))).toBe(33554432);
+    expect(wipedBytes("fresh")).toBeUndefined();
+    expect(isNeverUsedLabel("wiping:0")).toBe(true);
+    expect(isNeverUsedLabel("in-use")).toBe(false);
+  });
+  it.each(["wiping:", "wiping:-1", "wiping:01", "wiping:1.5", "wiping:12345678901234567"])("refuse %j", (label) => {
+    expect(wipedBytes(label)).toBeUndefined();
   });
 });

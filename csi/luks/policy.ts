@@ -33,9 +33,26 @@ export const LUKS_FORMAT = {
  * filesystem; one that was ever handed to a user may hold data even when no filesystem
  * signature is visible (a block volume), so it is never formatted again. "grow" is an in-use
  * volume copied onto a larger disk (a restore or clone to a bigger size): its filesystem is
- * grown at the next stage, then the label returns to "in-use".
+ * grown at the next stage, then the label returns to "in-use". "wiping:N" is a fresh
+ * integrity volume whose tags are initialised (written through dm-integrity) up to byte N of
+ * the decrypted device; it becomes "fresh" once all of them are.
  */
-export type LuksLabel = "fresh" | "in-use" | "grow";
+export type LuksLabel = "fresh" | "in-use" | "grow" | `wiping:${number}`;
+
+export function wipingLabel(bytes: number): LuksLabel {
+  return `wiping:${bytes}`;
+}
+
+/** Bytes of the decrypted device whose integrity tags are initialised, when the label says a wipe is under way. */
+export function wipedBytes(label: string | undefined): number | undefined {
+  const match = /^wiping:(0|[1-9][0-9]{0,15})$/.exec(label ?? "");
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Labels of a volume that was never handed out. */
+export function isNeverUsedLabel(label: string | undefined): boolean {
+  return label === "fresh" || wipedBytes(label) !== undefined;
+}
 
 export interface HeaderVerdict {
   /** Empty when the header matches the policy. */
@@ -138,4 +155,36 @@ function entries(value: unknown): [string, unknown][] {
 
 function includes(list: unknown, id: string): boolean {
   return Array.isArray(list) && list.includes(id);
+}
+
+/**
+ * Whether a header is one cloak began to write and never finished: luksFormat writes the header
+ * first and the keyslot after it, so a kill in between leaves a header no key can open, with
+ * the label cloak gives a new volume (`fresh`, or `wiping:0` for integrity), cloak's subsystem,
+ * cloak's data segment, and no keyslot or token. Such a volume never held data and may be
+ * formatted again; the caller also checks that its data area was never written. Anything else
+ * with no keyslot (a volume in use whose keyslots someone removed, a foreign header) is not it.
+ */
+export function isUnfinishedFormat(metadata: unknown, header: { label: string | undefined; subsystem: string | undefined }): boolean {
+  if (!isObject(metadata)) return false;
+  if (header.subsystem !== LUKS_FORMAT.subsystem) return false;
+  if (header.label !== "fresh" && header.label !== wipingLabel(0)) return false;
+  if (entries(metadata["keyslots"]).length !== 0 || entries(metadata["tokens"]).length !== 0) return false;
+  if (Object.keys(asObject(asObject(metadata["config"])["requirements"])).length > 0) return false;
+  const segments = entries(metadata["segments"]);
+  const segment = segments[0]?.[1];
+  return (
+    segments.length === 1 &&
+    isObject(segment) &&
+    segment["type"] === "crypt" &&
+    segment["encryption"] === LUKS_FORMAT.cipher &&
+    segment["sector_size"] === LUKS_FORMAT.sectorSize
+  );
+}
+
+/** The data segment's offset in bytes, from the header's metadata. */
+export function dataOffsetBytes(metadata: unknown): number | undefined {
+  const segment = entries(asObject(metadata)["segments"])[0]?.[1];
+  const offset = Number(asObject(segment)["offset"]);
+  return Number.isSafeInteger(offset) && offset > 0 ? offset : undefined;
 }

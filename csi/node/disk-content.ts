@@ -4,15 +4,16 @@ import { open } from "node:fs/promises";
 const REGION_BYTES = 1024 * 1024;
 
 /**
- * The offset of the first non-zero byte in the first and last MiB of a disk of `size` bytes,
- * or undefined when both are all zeros. blkid recognises signatures; this catches data it does
- * not (an old volume whose header was detached, a raw database file), so that "no signature"
- * alone never licenses a format. A new cloud disk or a new sparse file reads as zeros.
+ * The offset of the first non-zero byte in the first and last MiB of a disk of `size` bytes
+ * (or of the `size` bytes from `offset` on: a data segment), or undefined when both are all
+ * zeros. blkid recognises signatures; this catches data it does not (an old volume whose
+ * header was detached, a raw database file), so that "no signature" alone never licenses a
+ * format. A new cloud disk or a new sparse file reads as zeros.
  */
-export async function firstNonZeroByte(device: string, size: number): Promise<number | undefined> {
-  const regions = size <= 2 * REGION_BYTES ? [{ start: 0, length: size }] : [
-    { start: 0, length: REGION_BYTES },
-    { start: size - REGION_BYTES, length: REGION_BYTES },
+export async function firstNonZeroByte(device: string, size: number, offset = 0): Promise<number | undefined> {
+  const regions = size <= 2 * REGION_BYTES ? [{ start: offset, length: size }] : [
+    { start: offset, length: REGION_BYTES },
+    { start: offset + size - REGION_BYTES, length: REGION_BYTES },
   ];
   const handle = await open(device, "r");
   try {

@@ -5,8 +5,8 @@ import { InvalidArgumentError, NotFoundError, toGrpcStatus } from "../../lib/err
 import type { AsyncHandlers } from "../../lib/grpc-handler.js";
 import { callDeadline } from "../../lib/deadline.js";
 import type { Logger } from "../../lib/log.js";
-import { int64ToNumber } from "../../lib/proto.js";
 import type { NodeHandlers } from "../../proto/gen/csi/v1/Node.js";
+import { parseCapacityRange } from "../controller/capacity.js";
 import type { ContextKeys, NodeDiskSource } from "../disk/disk-source.js";
 import { type LuksDevices, mapperName, mappingStatus } from "../luks/luks-device.js";
 import { isFilesystem, type Filesystem } from "../tools/mkfs.js";
@@ -40,14 +40,14 @@ export interface NodeServiceOptions {
 export function createNodeService(options: NodeServiceOptions): AsyncHandlers<NodeHandlers> {
   const { run, luks, disks, locks, allowedPathRoots } = options;
   const deps = { run, luks, disks };
-  const hostPath = (value: string, field: string): string => validate.hostPath(value, field, allowedPathRoots);
+  const hostPath = (value: string, field: string): Promise<string> => validate.resolvedHostPath(value, field, allowedPathRoots);
   const checkVolumeId = (value: string): string => (disks.checkVolumeId ? disks.checkVolumeId(value) : validate.volumeId(value));
   const contextKeys = disks.contextKeys ?? LOCAL_CONTEXT_KEYS;
 
   return {
     async NodeStageVolume(req, { signal, log, call }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const stagingPath = hostPath(req.staging_target_path, "staging_target_path");
+      const stagingPath = await hostPath(req.staging_target_path, "staging_target_path");
       const access = validate.capability(req.volume_capability);
       const context = volumeContext(req.volume_context, contextKeys);
       const deadline = callDeadline(call);
@@ -77,7 +77,7 @@ export function createNodeService(options: NodeServiceOptions): AsyncHandlers<No
 
     async NodeUnstageVolume(req, { signal, log, call }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const stagingPath = hostPath(req.staging_target_path, "staging_target_path");
+      const stagingPath = await hostPath(req.staging_target_path, "staging_target_path");
       const deadline = callDeadline(call);
       await locks.with(volumeId, "NodeUnstageVolume", () => unstageVolume(deps, { volumeId, stagingPath, signal, deadline, log }));
       return {};
@@ -85,9 +85,9 @@ export function createNodeService(options: NodeServiceOptions): AsyncHandlers<No
 
     async NodePublishVolume(req, { signal, log }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const targetPath = hostPath(req.target_path, "target_path");
+      const targetPath = await hostPath(req.target_path, "target_path");
       const access = validate.capability(req.volume_capability);
-      const stagingPath = hostPath(req.staging_target_path, "staging_target_path");
+      const stagingPath = await hostPath(req.staging_target_path, "staging_target_path");
       await locks.with(volumeId, "NodePublishVolume", () =>
         publishVolume(run, { volumeId, stagingPath, targetPath, access, readOnly: req.readonly, signal, log }),
       );
@@ -96,21 +96,21 @@ export function createNodeService(options: NodeServiceOptions): AsyncHandlers<No
 
     async NodeUnpublishVolume(req, { signal, log }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const targetPath = hostPath(req.target_path, "target_path");
+      const targetPath = await hostPath(req.target_path, "target_path");
       await locks.with(volumeId, "NodeUnpublishVolume", () => unpublishVolume(run, { targetPath, signal, log }));
       return {};
     },
 
     async NodeGetVolumeStats(req, { signal }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const volumePath = existingHostPath(req.volume_path, "volume_path", allowedPathRoots);
+      const volumePath = await existingHostPath(req.volume_path, "volume_path", allowedPathRoots);
       return volumeStats(deps, { volumeId, volumePath, signal });
     },
 
     async NodeExpandVolume(req, { signal, log, call }) {
       const volumeId = checkVolumeId(req.volume_id);
-      const volumePath = existingHostPath(req.volume_path, "volume_path", allowedPathRoots);
-      const requiredBytes = int64ToNumber(req.capacity_range?.required_bytes, "capacity_range.required_bytes");
+      const volumePath = await existingHostPath(req.volume_path, "volume_path", allowedPathRoots);
+      const { requiredBytes } = parseCapacityRange(req.capacity_range);
       const deadline = callDeadline(call);
       const capacity = await locks.with(volumeId, "NodeExpandVolume", () =>
         expandVolume(deps, { volumeId, volumePath, requiredBytes, signal, deadline, log }),
@@ -139,10 +139,10 @@ export function createNodeService(options: NodeServiceOptions): AsyncHandlers<No
  * InvalidArgument: the CO asks about a volume at a path, and the answer is that it is not
  * there. Paths outside the allowed roots are still refused.
  */
-function existingHostPath(value: string, field: string, roots: readonly string[]): string {
+function existingHostPath(value: string, field: string, roots: readonly string[]): Promise<string> {
   if (value === "") throw new InvalidArgumentError(`${field} is required`);
   if (!isAbsolute(value)) throw new NotFoundError(`${field} ${JSON.stringify(value)} does not exist`);
-  return validate.hostPath(value, field, roots);
+  return validate.resolvedHostPath(value, field, roots);
 }
 
 const LOCAL_CONTEXT_KEYS: ContextKeys = { fsType: "fsType", integrity: "integrity" };

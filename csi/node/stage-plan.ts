@@ -9,8 +9,9 @@ import type { LuksLabel } from "../luks/policy.js";
  */
 
 export type DevicePlan =
-  | { readonly action: "format" }
-  | { readonly action: "open"; readonly uuid: string; readonly label: string | undefined }
+  /** `uuid`: keep the UUID (the key id) of a format that was cut off and is redone. */
+  | { readonly action: "format"; readonly uuid?: string | undefined }
+  | { readonly action: "open"; readonly uuid: string; readonly label: string | undefined; readonly subsystem: string | undefined }
   | { readonly action: "refuse"; readonly reason: string };
 
 /**
@@ -38,7 +39,7 @@ export function planDevice(probe: ProbeResult, firstNonZeroByte: number | undefi
         }
         const uuid = fields["UUID"];
         if (!uuid) return { action: "refuse", reason: "the disk's LUKS2 header has no UUID" };
-        return { action: "open", uuid, label: fields["LABEL"] };
+        return { action: "open", uuid, label: fields["LABEL"], subsystem: fields["SUBSYSTEM"] };
       }
       return { action: "refuse", reason: `the disk holds ${describeSignature(fields)}; refusing to format it` };
     }

@@ -3,14 +3,19 @@ import type { Runner } from "../../lib/exec.js";
 import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import type { AttachRequest, NodeDiskSource } from "../disk/disk-source.js";
-import { failpoint } from "../failpoints.js";
+import { failpoint, failpointLeaving } from "../failpoints.js";
+import * as cryptsetup from "../luks/cryptsetup.js";
+import type { HeaderParse } from "../luks/header.js";
 import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
+import { dataOffsetBytes, isNeverUsedLabel, isUnfinishedFormat, LUKS_FORMAT, wipedBytes, wipingLabel } from "../luks/policy.js";
 import * as blkid from "../tools/blkid.js";
 import * as blockdev from "../tools/blockdev.js";
+import { checkFilesystem } from "./fsck.js";
 import { growFilesystem, implicitMountOptions, isFilesystem, mkfs, type Filesystem } from "../tools/mkfs.js";
 import { mountFilesystem } from "../tools/mount.js";
 import type { Access } from "../validate.js";
 import { firstNonZeroByte } from "./disk-content.js";
+import { wipeIntegrity } from "./integrity-wipe.js";
 import { deviceNumber, topMountAt, unmountAll } from "./mounts.js";
 import { planDevice, planFilesystem } from "./stage-plan.js";
 
@@ -43,13 +48,19 @@ export interface StageRequest {
 export async function stageVolume(deps: StageDeps, request: StageRequest): Promise<void> {
   const { volumeId, signal, log } = request;
   const device = await deps.disks.attach(request.disk);
-  failpoint("stage:after-attach");
+  failpoint("stage:after-attach", volumeId);
 
   const name = mapperName(volumeId);
   const mapping = await mappingStatus(name);
   const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
   const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
   let plan = planDevice(probe, nonZero);
+  // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the copy
+  // cryptsetup uses (header.ts), which after an interrupted relabel may be the other one.
+  const header = plan.action === "open" ? await deps.luks.readHeader(device, signal) : undefined;
+  if (plan.action === "open" && header?.ok) {
+    plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
+  }
 
   if (mapping.active) {
     // An open mapping means an earlier attempt got this far; never format under it.
@@ -59,13 +70,17 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
     if (plan.action !== "open") {
       throw new FailedPreconditionError(`${name} is open but ${device} no longer carries its LUKS2 header`);
     }
+  } else if (plan.action === "open" && isNeverUsedLabel(plan.label) && header && (await isUnfinishedFormatOn(deps, device, header, signal))) {
+    log.warn({ device, keyId: plan.uuid }, "the disk holds a header whose format was cut off before its keyslot was written; formatting it again");
+    plan = { action: "format", uuid: plan.uuid };
   }
   if (plan.action === "refuse") throw new FailedPreconditionError(`volume ${volumeId}: ${plan.reason}`);
   if (plan.action === "format") {
-    const uuid = await deps.luks.format(device, request.integrity, signal);
+    const uuid = await deps.luks.format(device, { integrity: request.integrity, uuid: plan.uuid }, signal);
     log.info({ device, keyId: uuid, integrity: request.integrity }, "formatted LUKS2");
-    failpoint("stage:after-format");
-    plan = { action: "open", uuid, label: "fresh" };
+    await failpointLeaving("stage:mid-format", volumeId, () => deps.run(cryptsetup.luksErase(device), { signal }));
+    failpoint("stage:after-format", volumeId);
+    plan = { action: "open", uuid, label: request.integrity ? wipingLabel(0) : "fresh", subsystem: LUKS_FORMAT.subsystem };
   }
 
   const verdict = await deps.luks.checkHeader(device, signal);
@@ -74,17 +89,39 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
       `volume ${volumeId} was created ${request.integrity ? "with" : "without"} integrity protection but its header says otherwise`,
     );
   }
-  if (!mapping.active) {
+  let open = mapping.active;
+  let label = plan.label;
+  const wiped = wipedBytes(label);
+  if (wiped !== undefined) {
+    if (!verdict.integrity) throw new FailedPreconditionError(`volume ${volumeId}: its label says an integrity wipe is under way, but it has no integrity`);
+    await wipeIntegrity(deps, { volumeId, device, mapperName: name, uuid: plan.uuid, fromBytes: wiped, mappingOpen: open, signal, log });
+    open = false;
+    label = "fresh";
+  }
+  if (!open) {
     await deps.luks.open({ device, name, uuid: plan.uuid }, signal);
     log.info({ device, mapper: name, keyId: plan.uuid }, "opened");
-    failpoint("stage:after-open");
+    failpoint("stage:after-open", volumeId);
   }
 
   if (request.access.kind === "block") {
-    if (plan.label !== "in-use") await deps.luks.setLabel(device, "in-use", signal);
+    if (label !== "in-use") await deps.luks.setLabel(device, "in-use", signal);
     return;
   }
-  await mountStaged(deps, request, { device, name, label: plan.label });
+  await mountStaged(deps, request, { device, name, label });
+}
+
+/**
+ * Whether the header on `device` is a format cloak began and never finished (policy.ts,
+ * isUnfinishedFormat) and its data area was never written: then it held nothing, ever. Every
+ * valid copy of the header must say so, not only the one cryptsetup uses.
+ */
+async function isUnfinishedFormatOn(deps: StageDeps, device: string, header: HeaderParse, signal: AbortSignal): Promise<boolean> {
+  if (!header.ok || !header.copies.every((copy) => isUnfinishedFormat(copy.metadata, copy))) return false;
+  const offset = dataOffsetBytes(header.header.metadata);
+  if (offset === undefined) return false;
+  const size = await deviceSize(deps.run, device, signal);
+  return offset < size && (await firstNonZeroByte(device, size - offset, offset)) === undefined;
 }
 
 async function mountStaged(
@@ -104,26 +141,15 @@ async function mountStaged(
   }
 
   const wanted = (request.access.kind === "mount" ? request.access.fsType : undefined) ?? request.contextFsType;
+  const readOnly = request.access.mode === "SINGLE_NODE_READER_ONLY";
   await mkdir(stagingPath, { recursive: true });
   const mount = async (fsType: Filesystem): Promise<void> => {
     const flags = request.access.kind === "mount" ? request.access.mountFlags : [];
-    const readOnly = request.access.mode === "SINGLE_NODE_READER_ONLY" ? ["ro"] : [];
-    const options = [...implicitMountOptions(fsType), ...readOnly, ...flags];
+    const options = [...implicitMountOptions(fsType), ...(readOnly ? ["ro"] : []), ...flags];
     await deps.run(mountFilesystem({ device: decrypted, target: stagingPath, fsType, options }), { signal });
     log.info({ mapper: volume.name, stagingPath }, "mounted");
-    failpoint("stage:after-mount");
+    failpoint("stage:after-mount", request.volumeId);
   };
-
-  // The common case, a volume in use staged again: mount the filesystem it is known to have.
-  // mount writes nothing, so this cannot format anything; if it fails, the probe below says why.
-  if (volume.label === "in-use" && wanted !== undefined) {
-    try {
-      await mount(wanted);
-      return;
-    } catch (err) {
-      log.info({ err: err instanceof Error ? err.message : String(err) }, "mount of the expected filesystem failed; probing the volume");
-    }
-  }
 
   const probe = blkid.parseProbe(await deps.run(blkid.probe(decrypted), { signal }));
   const plan = planFilesystem(probe, volume.label, wanted);
@@ -131,7 +157,13 @@ async function mountStaged(
   if (plan.action === "mkfs") {
     await deps.run(mkfs(plan.fsType, decrypted), { signal });
     log.info({ mapper: volume.name, fsType: plan.fsType }, "created filesystem");
-    failpoint("stage:after-mkfs");
+    failpoint("stage:after-mkfs", request.volumeId);
+  } else if (volume.label !== "fresh" && !readOnly) {
+    // A filesystem that was in use is checked before it is mounted, as Kubernetes'
+    // SafeFormatAndMount does: what the checker repairs on its own is repaired, and one that
+    // needs a person is refused rather than mounted and made worse. (Read-only stages are not
+    // checked: a check may write, and a read-only mount cannot make anything worse.)
+    await checkFilesystem(deps.run, { fsType: plan.fsType, device: decrypted, volumeId: request.volumeId, signal, log });
   }
   // Recorded before the volume is handed out: from here on it may hold data. A "grow" label
   // stays until the filesystem has been grown, after the mount.
@@ -140,7 +172,7 @@ async function mountStaged(
     await deps.luks.setLabel(volume.device, "in-use", signal);
     label = "in-use";
   }
-  failpoint("stage:after-label");
+  failpoint("stage:after-label", request.volumeId);
   await mount(plan.fsType);
   await settleLabel(deps, request, { device: volume.device, label }, plan.fsType);
 }
@@ -188,6 +220,6 @@ export async function unstageVolume(
     await deps.luks.close(name, signal);
     log.info({ mapper: name }, "closed");
   }
-  failpoint("unstage:after-close");
+  failpoint("unstage:after-close", volumeId);
   await deps.disks.detach({ volumeId, stagingPath, signal, deadline: request.deadline });
 }

@@ -8,8 +8,9 @@ import { int64ToNumber } from "../../lib/proto.js";
 import type { ControllerDefinition, ControllerHandlers } from "../../proto/gen/csi/v1/Controller.js";
 import type { ControllerServiceCapability__Output } from "../../proto/gen/csi/v1/ControllerServiceCapability.js";
 import type { VolumeCapability__Output } from "../../proto/gen/csi/v1/VolumeCapability.js";
-import { LUKS_HEADER_BYTES, sizeFor } from "../controller/capacity.js";
+import { LUKS_HEADER_BYTES, minimumCapacityBytes, parseCapacityRange, sizeFor } from "../controller/capacity.js";
 import type { CallBounds } from "../disk/disk-source.js";
+import { DEFAULT_FILESYSTEM } from "../node/stage-plan.js";
 import type { InnerDriver } from "./inner-driver.js";
 import { checkCapability, wrapContext, wrapParameters } from "./policy.js";
 import { bytesOf, respondWith } from "./raw-messages.js";
@@ -81,16 +82,13 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
   return {
     async CreateVolume(req, context) {
       if (req.volume_capabilities.length === 0) throw new InvalidArgumentError("volume_capabilities is required");
-      req.volume_capabilities.forEach((cap, i) => checkCapability(cap, `volume_capabilities[${i}]`));
+      const accesses = req.volume_capabilities.map((cap, i) => checkCapability(cap, `volume_capabilities[${i}]`));
       const parameters = wrapParameters(req.parameters);
-      const requested = {
-        requiredBytes: int64ToNumber(req.capacity_range?.required_bytes, "capacity_range.required_bytes"),
-        limitBytes: int64ToNumber(req.capacity_range?.limit_bytes, "capacity_range.limit_bytes"),
-      };
+      const requested = parseCapacityRange(req.capacity_range);
       // A copy without a size is sized by the inner driver from its source, which already
       // holds a header; anything else gets cloak's sizing: the request plus the header.
       const unsized = requested.requiredBytes === 0 && requested.limitBytes === 0 && req.volume_content_source !== null;
-      const sizing = unsized ? undefined : sizeFor(requested, parameters.integrity);
+      const sizing = unsized ? undefined : sizeFor(requested, { integrity: parameters.integrity, minimumBytes: minimumCapacityBytes(accesses, DEFAULT_FILESYSTEM) });
       const overhead = sizing ? BigInt(sizing.diskBytes - sizing.capacityBytes) : HEADER;
       const range = sizing && {
         requiredBytes: BigInt(sizing.diskBytes),

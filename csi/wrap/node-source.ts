@@ -109,7 +109,7 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
           },
           request,
         );
-        failpoint("wrap:after-inner-stage");
+        failpoint("wrap:after-inner-stage", volumeId);
       }
       // kubelet hands node-publish secrets to NodePublish only; cloak calls the inner
       // NodePublish inside its own NodeStage, which has the node-stage secrets.
@@ -128,7 +128,7 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
         },
         request,
       );
-      failpoint("wrap:after-inner-publish");
+      failpoint("wrap:after-inner-publish", volumeId);
       const device = await blockDeviceAt(paths.device);
       log.info({ volume_id: volumeId, device, publishedAt: paths.device, innerStaged: staged }, "inner driver published the disk");
       return device;
@@ -143,10 +143,10 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
       const paths = innerPaths(root, volumeId);
       const rpcs = await innerRpcs(request);
       await release(() => inner.call(definition, "NodeUnpublishVolume", { volume_id: volumeId, target_path: paths.device }, request));
-      failpoint("wrap:after-inner-unpublish");
+      failpoint("wrap:after-inner-unpublish", volumeId);
       if (rpcs.has("STAGE_UNSTAGE_VOLUME")) {
         await release(() => inner.call(definition, "NodeUnstageVolume", { volume_id: volumeId, staging_target_path: paths.staging }, request));
-        failpoint("wrap:after-inner-unstage");
+        failpoint("wrap:after-inner-unstage", volumeId);
       }
       await removeDirectory(paths, volumeId);
     },

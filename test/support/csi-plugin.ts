@@ -13,7 +13,7 @@ export interface PluginOptions {
   readonly volumesDir?: string;
   readonly env?: Readonly<Record<string, string>>;
   readonly args?: readonly string[];
-  /** How long startup may take; 120 s unless set (the VM's emulated CPU on a busy machine wants more). */
+  /** How long startup may take; STARTUP_TIMEOUT_MS unless set. */
   readonly startTimeoutMs?: number;
 }
 
@@ -48,7 +48,7 @@ export async function startPlugin(options: PluginOptions): Promise<RunningPlugin
   );
 
   const client = connectCsi(socket);
-  await waitUntilServing(client, child, exited, () => raw, options.startTimeoutMs ?? 120_000);
+  await waitUntilServing(client, child, exited, () => raw, options.startTimeoutMs ?? STARTUP_TIMEOUT_MS);
   return {
     socket,
     kubeletDir,
@@ -85,6 +85,10 @@ export async function pluginCommand(options: PluginOptions): Promise<{ socket: s
   ];
   return { socket, kubeletDir, volumesDir, args };
 }
+
+// Generous: a plugin's first start in the VM tier compiles every module under an emulated
+// CPU, which on a busy machine has taken two minutes.
+const STARTUP_TIMEOUT_MS = 300_000;
 
 async function waitUntilServing(
   client: CsiClient,

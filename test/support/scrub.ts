@@ -16,6 +16,9 @@ export async function scrubTree(root: string): Promise<void> {
   const mounts = parseMountInfo(await readFile("/proc/self/mountinfo", "utf8"))
     .filter((m) => m.mountPoint.startsWith(prefix))
     .reverse();
+  // A copy interrupted while its source was frozen leaves it frozen: thawed first, or the
+  // unmount would leave a frozen filesystem behind (fsfreeze exits 1 when it was not frozen).
+  for (const mount of mounts) await run({ file: "fsfreeze", args: ["--unfreeze", mount.mountPoint], okExitCodes: [1] });
   for (const mount of mounts) await run({ file: "umount", args: ["-l", mount.mountPoint], okExitCodes: [32] });
 
   const loops = await loopsBackedUnder(prefix);
@@ -30,15 +33,19 @@ async function loopsBackedUnder(prefix: string): Promise<string[]> {
   return (list.loopdevices ?? []).filter((d) => d["back-file"]?.startsWith(prefix)).map((d) => d.name);
 }
 
-/** dm devices whose only slave is one of `loops` (read from sysfs: works without udev). */
+/**
+ * dm devices stacked on `loops`, topmost first (an integrity volume's crypt mapping sits on
+ * its dm-integrity mapping, which sits on the loop device), read from sysfs: works without udev.
+ */
 async function mappingsOn(loops: readonly string[]): Promise<string[]> {
   const names: string[] = [];
-  for (const loop of loops) {
-    const holders = await readdir(`/sys/block/${loop.replace("/dev/", "")}/holders`).catch(() => [] as string[]);
-    for (const holder of holders) {
+  const visit = async (device: string): Promise<void> => {
+    for (const holder of await readdir(`/sys/block/${device}/holders`).catch(() => [] as string[])) {
+      await visit(holder);
       const name = (await readFile(`/sys/block/${holder}/dm/name`, "utf8").catch(() => "")).trim();
-      if (name) names.push(name);
+      if (name && !names.includes(name)) names.push(name);
     }
-  }
+  };
+  for (const loop of loops) await visit(loop.replace("/dev/", ""));
   return names;
 }

@@ -1,16 +1,17 @@
 import { randomFillSync } from "node:crypto";
-import { mkdir, open, rename, stat, statfs, truncate, unlink } from "node:fs/promises";
+import { open, readdir, rename, stat, statfs, truncate, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { replaceFileAtomic, syncPath, TEMPORARY_PREFIX } from "../../../lib/atomic-file.js";
 import type { Runner } from "../../../lib/exec.js";
 import type { Logger } from "../../../lib/log.js";
 import { failpoint } from "../../failpoints.js";
 import { mapperPath } from "../../luks/luks-device.js";
 import { deviceNumber, readMounts } from "../../node/mounts.js";
-import { copySparse } from "../../tools/cp.js";
-import { freeze, unfreeze } from "../../tools/fsfreeze.js";
 import * as losetup from "../../tools/losetup.js";
-import type { ControllerDiskSource, DiskRef } from "../disk-source.js";
+import type { ControllerDiskSource, DiskInventory, DiskRef } from "../disk-source.js";
+import { FreezeLedger } from "./freeze-ledger.js";
 import { volumeImagePath } from "./layout.js";
+import { resumableCopy } from "./resumable-copy.js";
 
 export interface LocalControllerSourceOptions {
   readonly dir: string;
@@ -25,71 +26,79 @@ export interface LocalControllerSourceOptions {
  */
 const ERASE_BYTES = 16 * 1024 * 1024;
 
-/** The controller half of the local source: sparse files in one directory. */
+const IMAGE = ".img";
+const PARTIAL = ".partial";
+const PROGRESS = ".progress";
+
+/**
+ * The controller half of the local source: sparse files in one directory (`<id>.img`, and
+ * `snapshots/<id>.img`). A copy in progress is `<target>.partial` with its progress in
+ * `<target>.progress`; filesystems frozen for a copy are listed in `frozen/`.
+ */
 export function createLocalControllerSource(options: LocalControllerSourceOptions): ControllerDiskSource {
   const { dir, run, log } = options;
+  const snapshotsDir = join(dir, "snapshots");
   const pathOf = (disk: DiskRef): string =>
-    disk.kind === "volume" ? volumeImagePath(dir, disk.id) : join(dir, "snapshots", `${disk.id}.img`);
+    disk.kind === "volume" ? volumeImagePath(dir, disk.id) : join(snapshotsDir, `${disk.id}${IMAGE}`);
+  const ledger = new FreezeLedger(join(dir, "frozen"), run, log.child({ scope: "freeze" }));
 
-  /** Writes a whole new file under a temporary name, then renames it into place. */
-  async function produce(target: string, write: (tmp: string) => Promise<void>): Promise<void> {
-    await mkdir(dirname(target), { recursive: true });
-    const tmp = `${target}.partial`;
-    await unlink(tmp).catch(() => undefined);
-    await write(tmp);
-    await fsyncPath(tmp);
-    await rename(tmp, target);
-    await fsyncPath(dirname(target));
+  /** The disk files (and partial copies) in `directory`, as refs of `kind`. */
+  async function listDisks(directory: string, kind: DiskRef["kind"]): Promise<{ disks: DiskRef[]; partials: DiskRef[] }> {
+    const names = await readdir(directory).catch(() => [] as string[]);
+    const disks = names.filter((n) => n.endsWith(IMAGE)).map((n) => ({ kind, id: n.slice(0, -IMAGE.length) }));
+    const partials = names.filter((n) => n.endsWith(`${IMAGE}${PARTIAL}`)).map((n) => ({ kind, id: n.slice(0, -`${IMAGE}${PARTIAL}`.length) }));
+    return { disks, partials };
   }
 
   return {
     kind: "local",
 
     async createEmpty(volumeId, diskBytes) {
-      await produce(volumeImagePath(dir, volumeId), async (tmp) => {
+      await replaceFileAtomic(volumeImagePath(dir, volumeId), async (tmp) => {
         await (await open(tmp, "wx", 0o600)).close();
         await truncate(tmp, diskBytes);
       });
     },
 
     async copy(from, to, diskBytes, opts) {
-      const source = pathOf(from);
-      await produce(pathOf(to), async (tmp) => {
-        const copy = () => run(copySparse(source, tmp), { signal: opts?.signal });
-        if (from.kind === "volume") await whileFrozen(from.id, copy);
-        else await copy();
-        if ((await stat(tmp)).size < diskBytes) await truncate(tmp, diskBytes);
-      });
+      const target = pathOf(to);
+      if (await exists(target)) {
+        // Finished by an earlier attempt that was cut off before it could say so.
+        await growTo(target, diskBytes);
+        return;
+      }
+      // Not replaceFileAtomic: its temporary file has a random name and goes when an attempt
+      // fails, and a copy's partial file must outlive the attempt to be resumed.
+      const partial = `${target}${PARTIAL}`;
+      const copy = () =>
+        resumableCopy({ source: pathOf(from), partial, progressFile: `${target}${PROGRESS}`, run, log, onProgress: opts?.onProgress, scope: from.id });
+      if (from.kind === "volume") await whileFrozen(from.id, copy);
+      else await copy();
+      await growTo(partial, diskBytes);
+      await syncPath(partial);
+      await rename(partial, target);
+      await syncPath(dirname(target));
+      await unlink(`${target}${PROGRESS}`).catch(() => undefined);
     },
 
     async destroy(disk) {
       const path = pathOf(disk);
-      const handle = await open(path, "r+").catch((err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT") return undefined;
-        throw err;
-      });
-      if (handle) {
-        try {
-          const length = Math.min(ERASE_BYTES, (await handle.stat()).size);
-          const noise = Buffer.alloc(length);
-          randomFillSync(noise);
-          await handle.write(noise, 0, length, 0);
-          await handle.datasync();
-        } finally {
-          await handle.close();
+      // A partial copy holds the source's header too: it is erased like a finished disk.
+      for (const file of [path, `${path}${PARTIAL}`]) {
+        if (await eraseHeader(file)) {
+          log.info({ disk: disk.id, kind: disk.kind, file, bytes: ERASE_BYTES }, "crypto-erased");
+          failpoint("delete:after-erase", disk.id);
         }
-        log.info({ disk: disk.id, kind: disk.kind, bytes: ERASE_BYTES }, "crypto-erased");
-        failpoint("delete:after-erase");
+        await unlink(file).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") throw err;
+        });
       }
-      await unlink(path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "ENOENT") throw err;
-      });
-      await unlink(`${path}.partial`).catch(() => undefined);
+      await unlink(`${path}${PROGRESS}`).catch(() => undefined);
+      await syncPath(dirname(path)).catch(() => undefined);
     },
 
     async grow(volumeId, diskBytes) {
-      const path = volumeImagePath(dir, volumeId);
-      if ((await stat(path)).size < diskBytes) await truncate(path, diskBytes);
+      await growTo(volumeImagePath(dir, volumeId), diskBytes);
     },
 
     async isAttached(volumeId) {
@@ -97,10 +106,32 @@ export function createLocalControllerSource(options: LocalControllerSourceOption
       return losetup.parseDeviceList(result.stdout).length > 0;
     },
 
-    async freeBytes() {
-      await mkdir(dir, { recursive: true });
+    async poolBytes() {
       const fs = await statfs(dir);
-      return fs.bavail * fs.bsize;
+      let used = 0;
+      for (const directory of [dir, snapshotsDir]) {
+        for (const name of await readdir(directory).catch(() => [] as string[])) {
+          if (!name.endsWith(IMAGE) && !name.endsWith(PARTIAL)) continue;
+          const info = await stat(join(directory, name)).catch(() => undefined);
+          if (info?.isFile()) used += info.blocks * 512;
+        }
+      }
+      return fs.bavail * fs.bsize + used;
+    },
+
+    async recover() {
+      await ledger.thawLeftovers();
+      // replaceFileAtomic's temporary files are never resumed: a new attempt makes its own.
+      for (const directory of [dir, snapshotsDir]) {
+        for (const name of await readdir(directory).catch(() => [] as string[])) {
+          if (name.startsWith(TEMPORARY_PREFIX)) await unlink(join(directory, name)).catch(() => undefined);
+        }
+      }
+    },
+
+    async inventory(): Promise<DiskInventory> {
+      const [volumes, snapshots] = await Promise.all([listDisks(dir, "volume"), listDisks(snapshotsDir, "snapshot")]);
+      return { disks: [...volumes.disks, ...snapshots.disks], partials: [...volumes.partials, ...snapshots.partials] };
     },
 
     localPath: pathOf,
@@ -114,21 +145,37 @@ export function createLocalControllerSource(options: LocalControllerSourceOption
   async function whileFrozen<T>(volumeId: string, fn: () => Promise<T>): Promise<T> {
     const device = await deviceNumber(mapperPath(volumeId)).catch(() => undefined);
     const mount = device === undefined ? undefined : (await readMounts()).find((m) => m.device === device);
-    if (!mount) return fn();
-    await run(freeze(mount.mountPoint));
-    try {
-      return await fn();
-    } finally {
-      await run(unfreeze(mount.mountPoint));
-    }
+    if (!mount || device === undefined) return fn();
+    return ledger.whileFrozen({ volumeId, mountPoint: mount.mountPoint, device }, fn);
   }
 }
 
-async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, "r");
+/** Overwrites the header area of `file` with noise; false when there is no such file. */
+async function eraseHeader(file: string): Promise<boolean> {
+  const handle = await open(file, "r+").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw err;
+  });
+  if (!handle) return false;
   try {
-    await handle.sync();
+    const length = Math.min(ERASE_BYTES, (await handle.stat()).size);
+    const noise = Buffer.alloc(length);
+    randomFillSync(noise);
+    await handle.write(noise, 0, length, 0);
+    await handle.datasync();
   } finally {
     await handle.close();
   }
+  return true;
+}
+
+async function growTo(path: string, bytes: number): Promise<void> {
+  if ((await stat(path)).size < bytes) await truncate(path, bytes);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }

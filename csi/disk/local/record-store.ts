@@ -1,6 +1,17 @@
-import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { syncPath, TEMPORARY_PREFIX, writeFileAtomic } from "../../../lib/atomic-file.js";
+
+export interface RecordStoreOptions {
+  /**
+   * Called once per record that could not be loaded and was moved to `<dir>/quarantine/`:
+   * `path` is where it now lies, `reason` why it was refused. The plugin logs it and counts it.
+   */
+  readonly onQuarantine?: (path: string, reason: string) => void;
+}
+
+/** Where unreadable records are moved, below the store's directory. */
+export const QUARANTINE_DIR = "quarantine";
 
 /**
  * One JSON file per record (`<dir>/<id>.json`), each written atomically (lib/atomic-file.ts).
@@ -15,22 +26,31 @@ export class RecordStore<T extends { readonly id: string }> {
     private readonly parse: (value: unknown) => T,
   ) {}
 
-  /** Opens (creating the directory) and loads every record. A record that fails `parse` stops the load. */
-  static async open<T extends { readonly id: string }>(dir: string, parse: (value: unknown) => T): Promise<RecordStore<T>> {
+  /**
+   * Opens (creating the directory) and loads every record. A record that cannot be read, does
+   * not parse, or names another id than its file is moved aside to `quarantine/` (never
+   * deleted: it may be the only trace of a volume) and reported through `onQuarantine`; the
+   * others are served. One bad file must not block every volume on the node, unstage included.
+   */
+  static async open<T extends { readonly id: string }>(
+    dir: string,
+    parse: (value: unknown) => T,
+    options: RecordStoreOptions = {},
+  ): Promise<RecordStore<T>> {
     const store = new RecordStore(dir, parse);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    for (const name of await readdir(dir)) {
+    for (const name of (await readdir(dir)).sort()) {
       const path = join(dir, name);
       if (name.startsWith(TEMPORARY_PREFIX)) {
         await unlink(path).catch(() => undefined);
       } else if (name.endsWith(".json")) {
-        let record: T;
-        try {
-          record = parse(JSON.parse(await readFile(path, "utf8")));
-        } catch (err) {
-          throw new Error(`record ${path} cannot be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        const loaded = await load(path, name, parse);
+        if (loaded.ok) {
+          store.records.set(loaded.record.id, loaded.record);
+        } else {
+          const moved = await quarantine(dir, name);
+          options.onQuarantine?.(moved, loaded.reason);
         }
-        store.records.set(record.id, record);
       }
     }
     return store;
@@ -67,4 +87,33 @@ export class RecordStore<T extends { readonly id: string }> {
   private pathOf(id: string): string {
     return join(this.dir, `${id}.json`);
   }
+}
+
+async function load<T extends { readonly id: string }>(
+  path: string,
+  name: string,
+  parse: (value: unknown) => T,
+): Promise<{ ok: true; record: T } | { ok: false; reason: string }> {
+  try {
+    const record = parse(JSON.parse(await readFile(path, "utf8")));
+    // A record must live in the file its id names, or a put would write a second copy.
+    if (`${record.id}.json` !== name) return { ok: false, reason: `it holds the record of ${JSON.stringify(record.id)}, not of its file name` };
+    return { ok: true, record };
+  } catch (err) {
+    return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Moves `<dir>/<name>` to `<dir>/quarantine/`, under a new name if one is there already. */
+async function quarantine(dir: string, name: string): Promise<string> {
+  const target = join(dir, QUARANTINE_DIR);
+  await mkdir(target, { recursive: true, mode: 0o700 });
+  const existing = new Set(await readdir(target));
+  let moved = name;
+  for (let n = 1; existing.has(moved); n += 1) moved = `${name}.${n}`;
+  const path = join(target, moved);
+  await rename(join(dir, name), path);
+  await syncPath(target);
+  await syncPath(dir);
+  return path;
 }

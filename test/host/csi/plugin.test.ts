@@ -1,16 +1,21 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createRunner } from "../../../lib/exec.js";
+import { createLogger } from "../../../lib/log.js";
 import { packageRoot } from "../../../lib/paths.js";
+import * as blkid from "../../../csi/tools/blkid.js";
 import { createKeyDir } from "../../support/key-dir.js";
 import { pluginCommand, startPlugin, type RunningPlugin } from "../../support/csi-plugin.js";
 import { scrubTree } from "../../support/scrub.js";
 
 // The plugin as kubelet meets it: its own process, a real unix socket, real gRPC.
+
+const run = createRunner({ logger: createLogger({ component: "test", level: "silent" }) });
 
 let root: string;
 let keyDir: string;
@@ -144,6 +149,52 @@ describe("request validation", () => {
         ...(capability ? { volume_capability: capability } : {}),
       }),
     ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(message) });
+  });
+
+  it("refuses a staging path whose parent is a symlink out of the allowed root, before touching the disk", async () => {
+    // kubelet's directory holds a symlink (planted by whoever can write there) to a directory
+    // outside it: a text check of the path passes, the real path does not.
+    const outside = await mkdtemp(join(root, "outside-"));
+    await symlink(outside, join(plugin.kubeletDir, "evil"));
+    const disk = join(plugin.volumesDir, "vol-symlinked.img");
+    await writeFile(disk, "");
+    await truncate(disk, 32 * 1024 * 1024);
+    await expect(
+      plugin.client.node("NodeStageVolume", {
+        volume_id: "vol-symlinked",
+        staging_target_path: join(plugin.kubeletDir, "evil", "staging"),
+        volume_capability: mountCapability,
+      }),
+    ).rejects.toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: expect.stringMatching(new RegExp(`leads through a symlink to "${outside}/staging", outside the allowed directories`)),
+    });
+    await expect(
+      plugin.client.node("NodePublishVolume", {
+        volume_id: "vol-symlinked",
+        staging_target_path: join(plugin.kubeletDir, "staging", "vol-symlinked"),
+        target_path: join(plugin.kubeletDir, "evil", "pods", "target"),
+        volume_capability: mountCapability,
+      }),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    // Nothing was formatted, attached or created.
+    expect(blkid.parseProbe(await run(blkid.probe(disk)))).toEqual({ kind: "empty" });
+    expect(await readdir(outside)).toEqual([]);
+    const loops = await run({ file: "losetup", args: ["--noheadings", "--output", "NAME", "--associated", disk] });
+    expect(loops.stdout.trim()).toBe("");
+  });
+
+  it("refuses a path through a dangling symlink, which mkdir would follow", async () => {
+    await symlink(join(root, "does-not-exist"), join(plugin.kubeletDir, "dangling"));
+    await expect(
+      plugin.client.node("NodeUnpublishVolume", { volume_id: "vol-1", target_path: join(plugin.kubeletDir, "dangling", "t") }),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/dangling symlink/) });
+  });
+
+  it("follows a symlink that stays inside the allowed root", async () => {
+    await mkdir(join(plugin.kubeletDir, "real-pods"), { recursive: true });
+    await symlink(join(plugin.kubeletDir, "real-pods"), join(plugin.kubeletDir, "pods-link"));
+    await plugin.client.node("NodeUnpublishVolume", { volume_id: "vol-1", target_path: join(plugin.kubeletDir, "pods-link", "t") });
   });
 
   it("answers NotFound for a volume that does not exist", async () => {

@@ -1,13 +1,14 @@
-import { readFile, statfs, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { readFile, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CsiFixture, MiB, mountCapability, run } from "./fixture.js";
+import { CsiFixture, MiB, blockCapability, keyFor, mountCapability, run } from "./fixture.js";
 
 // Volumes made by the Controller service and used through the Node service, on a real kernel:
 // snapshots, restores and clones hold their source's data and open with its key; a restore
 // onto a larger disk gets a filesystem of the larger size; integrity volumes work and refuse
-// expansion.
+// expansion; the smallest volume of each kind stages; a delete crypto-erases.
 
 const fx = new CsiFixture();
 beforeAll(() => fx.setUp());
@@ -104,13 +105,95 @@ describe("an integrity volume", () => {
   });
 });
 
+describe("the smallest volumes", () => {
+  it.each([
+    ["ext4", "ext4", {}, 8 * MiB],
+    ["xfs", "xfs", { fsType: "xfs" }, 300 * MiB],
+    ["ext4 with integrity", "ext4", { integrity: "true" }, 8 * MiB],
+  ])("a 1-byte %s request makes a volume that stages and holds data", async (name, fsType, parameters, capacity) => {
+    const { volume } = await fx.plugin.client.controller("CreateVolume", {
+      name: `pvc-smallest-${name.replace(/\W+/g, "-")}`,
+      capacity_range: { required_bytes: 1 },
+      volume_capabilities: [mountCapability(fsType)],
+      parameters,
+    });
+    expect(Number(volume!.capacity_bytes)).toBe(capacity);
+    const id = volume!.volume_id;
+    await fx.stage(id, mountCapability(fsType), volume!.volume_context);
+    const size = Number((await run({ file: "blockdev", args: ["--getsize64", `/dev/mapper/cloak-${id}`] })).stdout);
+    expect(size).toBeGreaterThanOrEqual(capacity);
+    const target = await fx.publish(id, mountCapability(fsType));
+    const data = randomBytes(MiB);
+    await writeFile(join(target, "data"), data);
+    expect((await readFile(join(target, "data"))).equals(data)).toBe(true);
+    await fx.unpublish(id);
+    await fx.unstage(id);
+  });
+
+  it("a 1-byte block request makes a one-sector device", async () => {
+    const { volume } = await fx.plugin.client.controller("CreateVolume", {
+      name: "pvc-smallest-block",
+      capacity_range: { required_bytes: 1 },
+      volume_capabilities: [blockCapability],
+    });
+    expect(volume!.capacity_bytes).toBe("4096");
+    await fx.stage(volume!.volume_id, blockCapability);
+    expect((await run({ file: "blockdev", args: ["--getsize64", `/dev/mapper/cloak-${volume!.volume_id}`] })).stdout.trim()).toBe("4096");
+    await fx.unstage(volume!.volume_id);
+  });
+});
+
 describe("deleting a staged volume", () => {
-  it("is refused until it is unstaged, then crypto-erases it", async () => {
+  it("is refused until it is unstaged, then crypto-erases it: header and keyslots overwritten, and no key opens what is left", async () => {
     const id = await createVolume("pvc-delete", 32 * MiB);
     await fx.stage(id);
+    await writeFile(join(await fx.publish(id), "secret"), "erased with the volume");
+    await fx.unpublish(id);
     await expect(fx.plugin.client.controller("DeleteVolume", { volume_id: id })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
     await fx.unstage(id);
+
+    // A copy of the disk taken before the delete, and its key. The key is derived from the
+    // UUID, not stored, so it still exists after the delete: only the erase of the header
+    // (where the volume key is, wrapped by that key) keeps it from the data.
+    const before = await readFile(fx.volumeFile(id));
+    const key = await keyFor(fx, (await fx.luksUuid(id))!);
+    const copy = join(fx.root, "taken-before-delete.img");
+    await writeFile(copy, before);
+    await run({ file: "cryptsetup", args: ["open", "--test-passphrase", "--key-file", "-", copy], input: key });
+
+    // Killed between the erase and the removal, so that what the erase left can be read.
+    await fx.restart({ failpoints: [`delete:after-erase@${id}`] });
+    await expect(fx.plugin.client.controller("DeleteVolume", { volume_id: id })).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    const after = await readFile(fx.volumeFile(id));
+    const HEADER = 16 * MiB;
+    let used = 0;
+    let unchanged = 0;
+    for (let offset = 0; offset < HEADER; offset += 4096) {
+      const old = before.subarray(offset, offset + 4096);
+      if (old.equals(Buffer.alloc(4096))) continue;
+      used += 1;
+      if (old.equals(after.subarray(offset, offset + 4096))) unchanged += 1;
+    }
+    // Every block of the header and keyslot area that held anything is overwritten; the
+    // ciphertext after it is left as it was.
+    expect(used).toBeGreaterThan(32);
+    expect(unchanged).toBe(0);
+    expect(after.subarray(HEADER).equals(before.subarray(HEADER))).toBe(true);
+
+    // What is left opens with no key; nor does the ciphertext copied before the delete, put
+    // under what the erase left.
+    const leftover = join(fx.root, "after-erase.img");
+    await writeFile(leftover, Buffer.concat([after.subarray(0, HEADER), before.subarray(HEADER)]));
+    for (const file of [fx.volumeFile(id), leftover]) {
+      expect((await run({ file: "cryptsetup", args: ["isLuks", file], okExitCodes: [1] })).exitCode).toBe(1);
+      await expect(run({ file: "cryptsetup", args: ["open", "--test-passphrase", "--key-file", "-", file], input: key })).rejects.toMatchObject({
+        exitCode: 1,
+      });
+    }
+
+    await fx.restart();
     await fx.plugin.client.controller("DeleteVolume", { volume_id: id });
+    await expect(stat(fx.volumeFile(id))).rejects.toMatchObject({ code: "ENOENT" });
     expect((await fx.plugin.client.controller("ListVolumes", {})).entries.map((e) => e.volume?.volume_id)).not.toContain(id);
   });
 });

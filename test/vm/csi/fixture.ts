@@ -1,12 +1,10 @@
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, open, readFile, rm, truncate } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, open, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { createRunner, type Runner } from "../../../lib/exec.js";
 import { createLogger } from "../../../lib/log.js";
-import { createKeyDir } from "../../support/key-dir.js";
-import { startPlugin, type PluginOptions, type RunningPlugin } from "../../support/csi-plugin.js";
-import { scrubTree } from "../../support/scrub.js";
+import { createFileKeySource } from "../../../csi/keys/file-key-source.js";
+import { PluginHarness } from "../../support/plugin-harness.js";
 import * as blkid from "../../../csi/tools/blkid.js";
 
 export const MiB = 1024 * 1024;
@@ -28,39 +26,21 @@ export const mountCapability = (fsType = "ext4", mountFlags: string[] = []) => (
 });
 export const blockCapability = { block: {}, access_mode: { mode: "SINGLE_NODE_WRITER" as const } };
 
-/** One plugin over a scratch directory, with helpers that drive it the way kubelet does. */
-export class CsiFixture {
-  root = "";
-  keyDir = "";
-  plugin!: RunningPlugin;
+/**
+ * One plugin over a scratch directory, with helpers that drive it the way kubelet does.
+ * Failpoints given to `restart` stay armed in every later process and fire once each
+ * (CLOAK_FAILPOINTS_FIRED), so after a crash `restart()` is the retry's plugin.
+ */
+export class CsiFixture extends PluginHarness {
+  constructor() {
+    // The guest's tmpfs holds about 1 GiB, less than a test file's volumes would take if
+    // their sparse disks were full: the accounting is told so (capacity tests are host-tier).
+    super("cloak-vm-csi-", {}, ["--overcommit-ratio", "8"]);
+  }
 
-  async setUp(): Promise<void> {
+  override async setUp(): Promise<void> {
     requireDmCrypt();
-    this.root = await mkdtemp(join(tmpdir(), "cloak-vm-csi-"));
-    this.keyDir = await createKeyDir(join(this.root, "keys"));
-    this.plugin = await this.start();
-  }
-
-  async tearDown(): Promise<void> {
-    await this.plugin?.stop("SIGKILL");
-    if (this.root) {
-      await scrubTree(this.root);
-      await rm(this.root, { recursive: true, force: true });
-    }
-  }
-
-  /** Starts (or restarts) the plugin on the same socket and volumes. */
-  async start(overrides: Partial<PluginOptions> = {}): Promise<RunningPlugin> {
-    return startPlugin({ dir: join(this.root, "plugin"), keyDir: this.keyDir, ...overrides });
-  }
-
-  async restart(overrides: Partial<PluginOptions> = {}): Promise<void> {
-    await this.plugin.stop("SIGKILL");
-    this.plugin = await this.start(overrides);
-  }
-
-  get node() {
-    return this.plugin.client.node;
+    await super.setUp();
   }
 
   volumeFile(id: string): string {
@@ -132,4 +112,14 @@ export async function fileContains(file: string, needle: string): Promise<boolea
 export async function attachedLoops(file: string): Promise<string[]> {
   const result = await run({ file: "losetup", args: ["--noheadings", "--output", "NAME", "--associated", file] });
   return result.stdout.split("\n").filter((line) => line.startsWith("/dev/"));
+}
+
+/** The key the file key source derives for `uuid` from the fixture's key directory. */
+export async function keyFor(fx: CsiFixture, uuid: string): Promise<Buffer> {
+  const keys = await createFileKeySource({ dir: fx.keyDir });
+  try {
+    return await keys.getKey(uuid, 32);
+  } finally {
+    await keys.close();
+  }
 }

@@ -1,14 +1,15 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createFileKeySource } from "../../../csi/keys/file-key-source.js";
+import { topMountAt } from "../../../csi/node/mounts.js";
 import { createKeyDir } from "../../support/key-dir.js";
-import { CsiFixture, blockCapability, mapperExists, run } from "./fixture.js";
+import { CsiFixture, blockCapability, keyFor, mapperExists, run } from "./fixture.js";
 
 // What cloak refuses, on a real kernel: the refusal must come before anything is changed,
-// and nothing may be opened that the policy rejects.
+// nothing may be opened that the policy rejects, and no filesystem with errors is mounted
+// unchecked.
 
 const fx = new CsiFixture();
 beforeAll(() => fx.setUp());
@@ -18,15 +19,6 @@ async function sha256(file: string): Promise<string> {
   return createHash("sha256").update(await readFile(file)).digest("hex");
 }
 
-async function keyFor(uuid: string): Promise<Buffer> {
-  const keys = await createFileKeySource({ dir: fx.keyDir });
-  try {
-    return await keys.getKey(uuid, 32);
-  } finally {
-    await keys.close();
-  }
-}
-
 /** A second way into the volume, added by someone who holds its key: what the policy forbids. */
 async function addKeyslot(id: string): Promise<void> {
   const extraKey = join(fx.root, `extra-key-${id}`);
@@ -34,7 +26,7 @@ async function addKeyslot(id: string): Promise<void> {
   await run({
     file: "cryptsetup",
     args: ["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", "-", fx.volumeFile(id), extraKey],
-    input: await keyFor((await fx.luksUuid(id))!),
+    input: await keyFor(fx, (await fx.luksUuid(id))!),
   });
 }
 
@@ -119,7 +111,7 @@ describe("a tampered header", () => {
     // the disk can craft such headers for any passphrase; cryptsetup itself insists on a
     // real keyslot cipher, so this test hands it the key), and it carries cloak's label.
     const uuid = "0f0e0d0c-0b0a-4908-8706-050403020100";
-    const key = await keyFor(uuid);
+    const key = await keyFor(fx, uuid);
     await run({
       file: "cryptsetup",
       args: [
@@ -169,5 +161,56 @@ describe("a tampered header", () => {
     await run({ file: "dmsetup", args: ["remove", "--force", `cloak-${id}`] });
     await fx.unpublish(id);
     await fx.unstage(id);
+  });
+});
+
+describe("a filesystem with errors", () => {
+  /** Edits a staged-before volume's ext4 the way a fault would, and marks it as having errors (as the kernel does when it meets one). */
+  async function damage(id: string, debugfsCommand: string): Promise<void> {
+    const name = `test-damage-${id}`;
+    await run({ file: "cryptsetup", args: ["open", "--key-file", "-", fx.volumeFile(id), name], input: await keyFor(fx, (await fx.luksUuid(id))!) });
+    try {
+      await run({ file: "debugfs", args: ["-w", "-R", debugfsCommand, `/dev/mapper/${name}`] });
+      await run({ file: "tune2fs", args: ["-E", "force_fsck", `/dev/mapper/${name}`] });
+    } finally {
+      await run({ file: "cryptsetup", args: ["close", name] });
+    }
+  }
+
+  async function volumeWithFiles(id: string): Promise<void> {
+    await fx.newVolume(id);
+    await fx.stage(id);
+    const target = await fx.publish(id);
+    await writeFile(join(target, "kept"), "kept");
+    await writeFile(join(target, "damaged"), "damaged");
+    await fx.unpublish(id);
+    await fx.unstage(id);
+  }
+
+  it("that e2fsck can repair on its own is repaired before it is mounted", async () => {
+    const id = "vol-fsck-repairable";
+    await volumeWithFiles(id);
+    // A directory entry left pointing at a cleared inode.
+    await damage(id, "clri /damaged");
+    await fx.stage(id);
+    expect(fx.logged("the filesystem check repaired the volume's filesystem")).toBe(true);
+    const target = await fx.publish(id);
+    expect((await readdir(target)).sort()).toEqual(["kept", "lost+found"]);
+    expect(await readFile(join(target, "kept"), "utf8")).toBe("kept");
+    await fx.unpublish(id);
+    await fx.unstage(id);
+  });
+
+  it("that needs a manual repair is refused with FailedPrecondition and not mounted", async () => {
+    const id = "vol-fsck-manual";
+    await volumeWithFiles(id);
+    await damage(id, "clri <2>");
+    await expect(fx.stage(id)).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/ext4 filesystem has errors the check cannot repair on its own and needs a manual repair .*Root inode is not a directory/),
+    });
+    expect(await topMountAt(fx.stagingPath(id))).toBeUndefined();
+    await fx.unstage(id);
+    expect(mapperExists(id)).toBe(false);
   });
 });
