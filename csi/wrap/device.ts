@@ -1,5 +1,5 @@
 import { lstat, readlink, realpath, stat } from "node:fs/promises";
-import { basename } from "node:path";
+import { basename, join, relative } from "node:path";
 import { FailedPreconditionError } from "../../lib/errors.js";
 import { deviceNumber } from "../node/mounts.js";
 
@@ -10,9 +10,9 @@ import { deviceNumber } from "../node/mounts.js";
  *
  * Refused, with FailedPrecondition: nothing at the path, anything that is not a block device
  * (the driver served a filesystem, or wrote a file), a symbolic link (to a device or file
- * outside cloak's directory), and a path whose directories were replaced by links.
+ * outside cloak's directory), and a path whose directories below `root` were replaced by links.
  */
-export async function blockDeviceAt(path: string): Promise<string> {
+export async function blockDeviceAt(path: string, root: string): Promise<string> {
   const info = await lstat(path).catch(() => undefined);
   if (!info) throw new FailedPreconditionError(`the inner driver's NodePublishVolume succeeded but placed nothing at ${path}`);
   if (info.isSymbolicLink()) {
@@ -26,8 +26,7 @@ export async function blockDeviceAt(path: string): Promise<string> {
       `the inner driver placed ${kindOf(info)} at ${path}, not a block device: cloak wraps only drivers that serve block volumes`,
     );
   }
-  const real = await realpath(path);
-  if (real !== path) throw new FailedPreconditionError(`${path} resolves to ${real}: a directory on the way was replaced by a link; refusing it`);
+  await checkNoLinkBelow(root, path);
   const number = await deviceNumber(path);
   const name = basename(await readlink(`/sys/dev/block/${number}`).catch(() => ""));
   if (name === "") throw new FailedPreconditionError(`the device ${number} at ${path} is not in /sys/dev/block`);
@@ -40,11 +39,24 @@ export async function blockDeviceAt(path: string): Promise<string> {
 }
 
 /** The block device at `path`, or undefined: for stats and retries, which only look. */
-export async function blockDeviceIfAny(path: string): Promise<string | undefined> {
+export async function blockDeviceIfAny(path: string, root: string): Promise<string | undefined> {
   try {
-    return await blockDeviceAt(path);
+    return await blockDeviceAt(path, root);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * FailedPrecondition unless `path` resolves to where it says below `root`: no directory cloak
+ * made there was replaced by a link. `root` itself may lie behind links (a kubelet directory
+ * that is a symlink to another disk), as the allowed roots of csi/validate.ts may.
+ */
+export async function checkNoLinkBelow(root: string, path: string): Promise<void> {
+  const [real, realRoot] = await Promise.all([realpath(path), realpath(root)]);
+  const expected = join(realRoot, relative(root, path));
+  if (real !== expected) {
+    throw new FailedPreconditionError(`${path} resolves to ${real}, not ${expected}: a directory on the way was replaced by a link; refusing it`);
   }
 }
 

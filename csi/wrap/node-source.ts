@@ -1,4 +1,4 @@
-import { mkdir, realpath, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
 import type { Runner } from "../../lib/exec.js";
@@ -11,7 +11,7 @@ import type { CallBounds, NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint } from "../failpoints.js";
 import { readMounts } from "../node/mounts.js";
 import * as blockdev from "../tools/blockdev.js";
-import { blockDeviceAt, blockDeviceIfAny } from "./device.js";
+import { blockDeviceAt, blockDeviceIfAny, checkNoLinkBelow } from "./device.js";
 import { wrappedVolumeId } from "./ids.js";
 import type { InnerDriver } from "./inner-driver.js";
 import { innerPaths, type InnerPaths } from "./layout.js";
@@ -54,10 +54,7 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
   /** cloak's directory, created, and checked to be where it should be (no link planted on the way). */
   async function prepare(paths: InnerPaths): Promise<void> {
     await mkdir(paths.staging, { recursive: true, mode: 0o750 });
-    const real = await realpath(paths.staging);
-    if (real !== paths.staging) {
-      throw new FailedPreconditionError(`${paths.staging} resolves to ${real}: a directory on the way was replaced by a link; refusing to use it`);
-    }
+    await checkNoLinkBelow(root, paths.staging);
   }
 
   /** Calls that are done when the volume is already gone: NotFound from an unpublish or unstage. */
@@ -129,13 +126,13 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
         request,
       );
       failpoint("wrap:after-inner-publish", volumeId);
-      const device = await blockDeviceAt(paths.device);
+      const device = await blockDeviceAt(paths.device, root);
       log.info({ volume_id: volumeId, device, publishedAt: paths.device, innerStaged: staged }, "inner driver published the disk");
       return device;
     },
 
     async findAttached(volumeId) {
-      return blockDeviceIfAny(innerPaths(root, volumeId).device);
+      return blockDeviceIfAny(innerPaths(root, volumeId).device, root);
     },
 
     async detach(request) {
@@ -175,7 +172,7 @@ export function createWrapNodeSource(options: WrapNodeSourceOptions): NodeDiskSo
           if (toGrpcStatus(err).code !== GrpcStatus.UNIMPLEMENTED) throw err;
         }
       }
-      const device = await blockDeviceAt(paths.device);
+      const device = await blockDeviceAt(paths.device, root);
       const until = Math.min(Date.now() + (options.growWaitMs ?? 60_000), (request.deadline ?? Infinity) - 2_000);
       for (;;) {
         const size = blockdev.parseSize((await run(blockdev.sizeInBytes(device), { signal: request.signal })).stdout);

@@ -16,6 +16,7 @@ import { join, relative } from "node:path";
 import { stringify } from "yaml";
 import type { CommandResult } from "../../lib/exec.js";
 import { packageRoot } from "../../lib/paths.js";
+import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
 import { scrubTree } from "../support/scrub.js";
 import { waitFor } from "../support/wait.js";
@@ -48,6 +49,7 @@ let storage: StorageV1Api;
 let custom: CustomObjectsApi;
 let rendered: KubeObject[];
 const daemons: Daemon[] = [];
+let healthPort = 0;
 const dryRuns = new Map<string, CommandResult>();
 let stateDir: string;
 
@@ -166,7 +168,9 @@ beforeAll(async () => {
 
   const inner = command("blockdriver");
   await start("blockdriver", inner.argv, (out) => out.includes("serving on"), inner.env);
-  const cloak = command("cloak-csi");
+  // This host's network is shared: the controller's health port moves to a free one.
+  healthPort = await freePort();
+  const cloak = hostCommand({ pod: identity, container: container(spec, "cloak-csi"), volumes, images, rewrite: { "0.0.0.0:9808": `127.0.0.1:${healthPort}` } });
   await start("cloak-csi", cloak.argv, (out) => out.includes("cloak CSI plugin started"), cloak.env);
   for (const name of ["csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter"]) {
     const c = command(name);
@@ -235,8 +239,21 @@ describe("the wrap overlay", () => {
     );
     expect(node.spec.template.spec.volumes?.find((v) => v.name === "socket-dir")?.hostPath?.path).toBe(`/var/lib/kubelet/plugins/${DRIVER}`);
     expect(node.spec.template.spec.volumes?.some((v) => v.name === "volumes-dir")).toBe(false);
+    // cloak registers itself with kubelet under its own name and serves its own health: no sidecars.
+    expect(node.spec.template.spec.containers.map((c) => c.name)).toEqual(["cloak-csi"]);
+    expect(cloak.args).toEqual(
+      expect.arrayContaining(["--registration-dir=/registration", "--kubelet-endpoint=/var/lib/kubelet/plugins/$(DRIVER_NAME)/csi.sock", "--health-listen=0.0.0.0:9808"]),
+    );
     expect(find<{ spec: { attachRequired: boolean } }>(rendered, "CSIDriver", DRIVER).spec.attachRequired).toBe(true);
     expect(find<{ provisioner: string }>(rendered, "StorageClass", "cloak-wrapped").provisioner).toBe(DRIVER);
+  });
+});
+
+describe("the wrap controller's health", () => {
+  it("is live, and ready while the inner controller answers Probe", async () => {
+    expect((await fetch(`http://127.0.0.1:${healthPort}/healthz`)).status).toBe(200);
+    const ready = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
+    expect(ready.status, await ready.text()).toBe(200);
   });
 });
 
