@@ -50,6 +50,7 @@ let custom: CustomObjectsApi;
 let rendered: KubeObject[];
 const daemons: Daemon[] = [];
 let healthPort = 0;
+let innerDaemon: Daemon | undefined;
 const dryRuns = new Map<string, CommandResult>();
 let stateDir: string;
 
@@ -167,7 +168,7 @@ beforeAll(async () => {
   const command = (name: string) => hostCommand({ pod: identity, container: container(spec, name), volumes, images });
 
   const inner = command("blockdriver");
-  await start("blockdriver", inner.argv, (out) => out.includes("serving on"), inner.env);
+  innerDaemon = await start("blockdriver", inner.argv, (out) => out.includes("serving on"), inner.env);
   // This host's network is shared: the controller's health port moves to a free one.
   healthPort = await freePort();
   const cloak = hostCommand({ pod: identity, container: container(spec, "cloak-csi"), volumes, images, rewrite: { "0.0.0.0:9808": `127.0.0.1:${healthPort}` } });
@@ -370,4 +371,13 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     for (const name of ["restored", "data"]) await core.deleteNamespacedPersistentVolumeClaim({ namespace: APP_NS, name });
     await waitFor("the inner disk deleted", async () => !existsSync(innerFile(handle, "img")), 120_000);
   }, 240_000);
+});
+
+// Last: it stops the inner driver.
+describe("the wrap controller without its inner controller", () => {
+  it("is not ready, and still live (a restart of cloak would not bring the inner driver back)", async () => {
+    await innerDaemon?.stop("SIGTERM", 5_000);
+    await waitFor("not ready", async () => (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).status === 503 || undefined, 60_000);
+    expect((await fetch(`http://127.0.0.1:${healthPort}/healthz`)).status).toBe(200);
+  }, 90_000);
 });
