@@ -229,6 +229,42 @@ describe("formatting an empty disk", () => {
     await unstage(id);
   });
 
+  it("never formats again a cut-off header whose other valid copy, older, says the volume was in use", async () => {
+    // What a relabel cut off between its two writes leaves (csi/luks/header.ts): the primary
+    // newer, the secondary as it was. Here the primary looks like a cut-off format and the
+    // secondary says "in-use": every valid copy must be a cut-off format, not only the one
+    // cryptsetup uses (and blkid reads).
+    const id = "no-keyslot-older-copy-in-use";
+    const file = await newVolume(id);
+    await run({
+      file: "cryptsetup",
+      args: [
+        "luksFormat", "--batch-mode", "--type", "luks2", "--cipher", "aes-xts-plain64", "--key-size", "512", "--sector-size", "4096",
+        "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--label", "fresh", "--subsystem", "cloak", "--key-file", "-", file,
+      ],
+      input: randomBytes(32),
+    });
+    await run({ file: "cryptsetup", args: ["luksErase", "--batch-mode", file] });
+    const HDR = 16384;
+    const secondary = Buffer.from((await readFile(file)).subarray(HDR, 2 * HDR));
+    secondary.writeBigUInt64BE(secondary.readBigUInt64BE(16) - 1n, 16);
+    secondary.fill(0, 24, 72);
+    secondary.write("in-use", 24, "latin1");
+    secondary.fill(0, 448, 512);
+    createHash("sha256").update(secondary).digest().copy(secondary, 448);
+    const handle = await open(file, "r+");
+    await handle.write(secondary, 0, secondary.length, HDR);
+    await handle.close();
+    expect(blkid.parseProbe(await run(blkid.probe(file)))).toMatchObject({ kind: "found", fields: { LABEL: "fresh", SUBSYSTEM: "cloak" } });
+    const before = await sha256(file);
+    await expect(stage(id)).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/does not match cloak's policy .* expected exactly one keyslot, found 0/),
+    });
+    expect(await sha256(file)).toBe(before);
+    await unstage(id);
+  });
+
   it("never writes a key to its logs, even at debug level", async () => {
     // "cut-off" was formatted and its key used by the process running now.
     const probe = blkid.parseProbe(await run(blkid.probe(join(plugin.volumesDir, "cut-off.img"))));

@@ -2,6 +2,7 @@ import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HEALTH_ARGS, healthPort, httpGet, metricValue } from "../../support/csi-health.js";
 import { waitFor } from "../../support/wait.js";
 import { PluginHarness } from "../../support/plugin-harness.js";
 
@@ -32,10 +33,13 @@ async function recordIdNamed(name: string): Promise<string | undefined> {
 }
 
 describe("an unreadable record", () => {
-  it("is moved to quarantine and logged with its path and reason, and every other volume is served, unstage included", async () => {
+  it("is moved to quarantine, logged with its path and reason and counted, and every other volume is served, unstage included", async () => {
     const kept = await create("pvc-kept-volume");
     await writeFile(join(recordsDir("volumes"), "vol-torn.json"), '{"id": "vol-torn", "name": "pv');
-    await h.restart();
+    await h.restart({ args: HEALTH_ARGS });
+    const metrics = (await httpGet(await healthPort(h.plugin), "/metrics")).body;
+    expect(metricValue(metrics, "cloak_csi_records_quarantined_total", { store: "volumes" })).toBe(1);
+    expect(metricValue(metrics, "cloak_csi_records_quarantined_total", { store: "snapshots" }) ?? 0).toBe(0);
 
     const listed = (await h.controller("ListVolumes", {})).entries.map((e) => e.volume?.volume_id);
     expect(listed).toContain(kept.volume_id);
