@@ -35,7 +35,7 @@ export class PluginHarness {
     this.root = await mkdtemp(join(tmpdir(), this.prefix));
     this.keyDir = await createKeyDir(join(this.root, "keys"));
     await mkdir(join(this.root, "fired"));
-    this.plugin = await this.start();
+    this.plugin = await this.start(this.keyDir);
   }
 
   async tearDown(): Promise<void> {
@@ -60,7 +60,8 @@ export class PluginHarness {
     this.plugin = await this.start(options && "keyDir" in options ? options.keyDir : this.keyDir);
   }
 
-  private start(keyDir: string | undefined = this.keyDir): Promise<RunningPlugin> {
+  /** `keyDir` undefined: no --key-dir (a default parameter would turn undefined into the harness's). */
+  private start(keyDir: string | undefined): Promise<RunningPlugin> {
     return startPlugin({
       dir: join(this.root, "plugin"),
       keyDir,
