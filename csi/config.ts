@@ -16,6 +16,8 @@ export type KeySourceConfig =
       readonly certFile: string;
       readonly keyFile: string;
       readonly serverName: string | undefined;
+      /** The projected service-account token (audience: the key service) sent with each request. */
+      readonly tokenFile: string | undefined;
     };
 
 export interface CsiConfig {
@@ -36,6 +38,10 @@ export interface CsiConfig {
   readonly logLevel: string | undefined;
   /** Wrapper mode (csi/wrap/): the inner driver's socket, and where its per-volume paths go. */
   readonly wrap: { readonly endpoint: Endpoint; readonly innerRoot: string } | undefined;
+  /** Where the controller records which volumes carry which key: the Kubernetes API, or nowhere. */
+  readonly keyLineage: "kubernetes" | "none";
+  /** For keyLineage kubernetes: a kubeconfig, else $KUBECONFIG, else the pod's service account. */
+  readonly kubeconfig: string | undefined;
   /** /healthz, /readyz and /metrics over HTTP; off when unset. */
   readonly healthListen: Extract<Endpoint, { kind: "tcp" }> | undefined;
   /** Registration with kubelet (csi/registration/); off when unset. */
@@ -64,6 +70,11 @@ export const CSI_USAGE = `usage: cloak csi [options]
   --keyservice-cert FILE    this node's client certificate
   --keyservice-key FILE     this node's client key
   --keyservice-server-name NAME  name expected in the service's certificate (default: the host)
+  --keyservice-token FILE   a projected service-account token for the key service, sent with each
+                            request and re-read as kubelet renews it
+  --key-lineage MODE        kubernetes: the controller records each key's volumes and snapshots as
+                            CloakKey objects (what the key service authorises by); none (default)
+  --kubeconfig FILE         API access for --key-lineage kubernetes (default $KUBECONFIG, then in-cluster)
   --allowed-path-root DIR   staging/target paths must be below DIR; repeatable
                             (default /var/lib/kubelet)
   --max-volumes-per-node N  reported to the CO; 0 = no limit (default 0)
@@ -105,6 +116,9 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "keyservice-cert": { type: "string" },
       "keyservice-key": { type: "string" },
       "keyservice-server-name": { type: "string" },
+      "keyservice-token": { type: "string" },
+      "key-lineage": { type: "string", default: "none" },
+      kubeconfig: { type: "string" },
       "allowed-path-root": { type: "string", multiple: true },
       "max-volumes-per-node": { type: "string", default: "0" },
       "bypass-workqueues": { type: "boolean", default: false },
@@ -136,6 +150,13 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   }
   const wrap = wrapConfig(values.wrap, values["inner-root"], services, driverName);
   const keySource = wrap && !services.includes("node") && !values["key-dir"] && !values.keyservice ? ({ kind: "none" } as const) : keySourceConfig(values);
+  const keyLineage = values["key-lineage"];
+  if (keyLineage !== "kubernetes" && keyLineage !== "none") throw new InvalidArgumentError(`--key-lineage takes kubernetes or none, not ${JSON.stringify(keyLineage)}`);
+  if (wrap && keyLineage === "kubernetes") {
+    // The wrapper's controller does not choose or record key ids yet: saying so beats a node
+    // whose keys the key service's per-node authorisation would refuse.
+    throw new InvalidArgumentError("--key-lineage kubernetes is not supported with --wrap yet: the wrapper does not bind key ids to volumes");
+  }
   const roots = values["allowed-path-root"] ?? ["/var/lib/kubelet"];
   for (const root of roots) {
     if (!root.startsWith("/")) throw new InvalidArgumentError(`--allowed-path-root ${root} must be absolute`);
@@ -154,6 +175,8 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     abandonCreatingAfterMs: abandonAfter * 1000,
     logLevel: values["log-level"],
     wrap,
+    keyLineage,
+    kubeconfig: values.kubeconfig,
     healthListen: healthListen(values["health-listen"]),
     registration: registrationConfig(values["registration-dir"], values["kubelet-endpoint"], driverName),
     keySourceProbeIntervalMs: probeInterval(values["key-source-probe-interval"]),
@@ -215,11 +238,15 @@ function keySourceConfig(values: {
   "keyservice-cert"?: string | undefined;
   "keyservice-key"?: string | undefined;
   "keyservice-server-name"?: string | undefined;
+  "keyservice-token"?: string | undefined;
 }): KeySourceConfig {
   const dir = values["key-dir"];
   const target = values.keyservice;
   if (dir && target) throw new InvalidArgumentError("choose one key source: --key-dir or --keyservice");
-  if (dir) return { kind: "file", dir };
+  if (dir) {
+    if (values["keyservice-token"]) throw new InvalidArgumentError("--keyservice-token is for the key service source, not --key-dir");
+    return { kind: "file", dir };
+  }
   if (!target) throw new InvalidArgumentError("a key source is required: --keyservice host:port (or --key-dir DIR for development)");
   const caFile = values["keyservice-ca"];
   const certFile = values["keyservice-cert"];
@@ -227,5 +254,5 @@ function keySourceConfig(values: {
   if (!caFile || !certFile || !keyFile) {
     throw new InvalidArgumentError("--keyservice needs --keyservice-ca, --keyservice-cert and --keyservice-key (mutual TLS)");
   }
-  return { kind: "keyservice", target, caFile, certFile, keyFile, serverName: values["keyservice-server-name"] };
+  return { kind: "keyservice", target, caFile, certFile, keyFile, serverName: values["keyservice-server-name"], tokenFile: values["keyservice-token"] };
 }

@@ -23,6 +23,7 @@ import { withKeySourceCondition } from "./health/volume-condition.js";
 import { createIdentityService } from "./identity.js";
 import { createFileKeySource } from "./keys/file-key-source.js";
 import { createKeyServiceKeySource } from "./keys/keyservice-key-source.js";
+import { NO_LINEAGE, type KeyLineage } from "./keys/lineage.js";
 import { LuksDevices } from "./luks/luks-device.js";
 import { CsiMetrics } from "./metrics.js";
 import { createNodeService } from "./node/node-service.js";
@@ -122,6 +123,7 @@ export async function main(argv: string[]): Promise<number> {
       nodeId: config.nodeId,
       services: config.services,
       keySource: keys.kind,
+      keyLineage: config.keyLineage,
       diskSource: wrap?.describe ?? "local",
       ...(registration ? { registrationSocket: registration.socketPath, kubeletEndpoint: config.registration?.kubeletEndpoint } : {}),
       ...(health ? { healthPort: health.port } : {}),
@@ -150,6 +152,7 @@ async function localController(
   deps: { run: Runner; log: Logger; luks: LuksDevices; locks: VolumeLocks; metrics: CsiMetrics },
 ): Promise<AsyncHandlers<ControllerHandlers>> {
   const { run, log, luks, locks, metrics } = deps;
+  const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
   const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
   const onQuarantine = (path: string, reason: string): void => {
     log.error({ path, reason }, "quarantined a record that cannot be read");
@@ -168,7 +171,15 @@ async function localController(
     luks,
     locks,
     log,
+    lineage,
+    driverName: config.driverName,
     overcommitRatio: config.overcommitRatio,
     activity: reconciler,
   });
+}
+
+/** The lineage in the Kubernetes API; its client is loaded only when it is used. */
+async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
+  const [{ kubernetesLineage }, { KubeClient }] = await Promise.all([import("./keys/lineage.js"), import("../lib/kube/client.js")]);
+  return kubernetesLineage({ api: await KubeClient.connect(kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../lib/errors.js";
 import { parseEndpoint, type Endpoint } from "../lib/grpc-server.js";
+import { AUTHZ_OPTIONS, AUTHZ_USAGE, parseAuthzFlags, type AuthzConfig } from "./authz/config.js";
 import { KMS_OPTIONS, KMS_USAGE, parseKmsConfig, type KmsConfig } from "./kek/config.js";
 
 /** Everything `cloak keyservice` is told on its command line, checked. */
@@ -19,6 +20,8 @@ export interface KeyServiceConfig {
   readonly reloadMs: number;
   readonly drainMs: number;
   readonly logLevel: string | undefined;
+  /** Per-node, per-volume authorisation (keyservice/authz/config.ts). */
+  readonly authz: AuthzConfig;
   /** The master secret wrapped by a KMS (then masterSecretFile is unused); unset: a plain file. */
   readonly kms: KmsConfig | undefined;
 }
@@ -52,7 +55,7 @@ Serves per-volume data keys over mutual TLS to the clients its allow-list names.
   --drain-ms N             how long in-flight calls may finish on SIGTERM (default ${DEFAULTS.drainMs})
   --log-level LEVEL        pino level (default: $LOG_LEVEL or info)
   --insecure-dev           no TLS and no authorisation; only on a unix socket or a loopback address
-${KMS_USAGE}`;
+${AUTHZ_USAGE}${KMS_USAGE}`;
 
 /** Parses and checks the command line; throws InvalidArgumentError with a message for a person. */
 export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
@@ -77,6 +80,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
         "drain-ms": { type: "string", default: String(DEFAULTS.drainMs) },
         "log-level": { type: "string" },
         "insecure-dev": { type: "boolean", default: false },
+        ...AUTHZ_OPTIONS,
         ...KMS_OPTIONS,
       },
     }));
@@ -120,6 +124,7 @@ export function parseKeyServiceArgs(argv: readonly string[]): KeyServiceConfig {
     reloadMs: positiveInteger(values["reload-interval-ms"], "--reload-interval-ms"),
     drainMs: positiveInteger(values["drain-ms"], "--drain-ms"),
     logLevel: values["log-level"],
+    authz: parseAuthzFlags(values),
     kms,
   };
 }

@@ -7,6 +7,8 @@ export interface Peer {
   readonly identity: ClientIdentity;
   /** The certificate's subject, for audit lines about certificates without usable names. */
   readonly subject: string;
+  /** The remote address, `host:port`, as the audit line shows it. */
+  readonly address: string;
 }
 
 /**
@@ -29,7 +31,7 @@ export function peerOf(call: ServerUnaryCall<unknown, unknown>): Peer | null {
   let peer: Peer | null = null;
   if (socket instanceof TLSSocket && socket.authorized) {
     const certificate = socket.getPeerX509Certificate();
-    if (certificate) peer = { identity: parseSubjectAltName(certificate.subjectAltName), subject: certificate.subject.replace(/\n/g, ",") };
+    if (certificate) peer = { identity: parseSubjectAltName(certificate.subjectAltName), subject: certificate.subject.replace(/\n/g, ","), address: call.getPeer() };
   }
   cache.set(session, peer);
   return peer;
@@ -58,5 +60,5 @@ function peerFromAuthContext(call: ServerUnaryCall<unknown, unknown>): Peer | nu
   const subject = Object.entries(certificate.subject ?? {})
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : String(v)}`)
     .join(",");
-  return { identity: parseSubjectAltName(certificate.subjectaltname), subject };
+  return { identity: parseSubjectAltName(certificate.subjectaltname), subject, address: call.getPeer() };
 }

@@ -1,20 +1,19 @@
 import type { KeyObject } from "node:crypto";
 import { experimental } from "@grpc/grpc-js";
 import { masterKeyObject, readKeyMaterial } from "../lib/data-key.js";
-import { toGrpcHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, type Endpoint, type RunningServer } from "../lib/grpc-server.js";
 import type { Logger } from "../lib/log.js";
 import { loadProto } from "../lib/proto.js";
 import { TlsFileWatcher } from "../lib/tls-files.js";
 import type { ProtoGrpcType as HealthProto } from "../proto/gen/health.js";
 import type { ProtoGrpcType as KeyServiceProto } from "../proto/gen/keyservice.js";
-import type { KeyServiceHandlers } from "../proto/gen/cloak/keyservice/v1/KeyService.js";
 import { openAllowSource } from "./allow-source.js";
+import type { Authorizer } from "./authz/authorizer.js";
 import type { KeyServiceConfig } from "./config.js";
 import { HealthStatus, healthHandlers } from "./health.js";
 import { openKmsMasterSecret } from "./kek/open.js";
 import { KeyServiceMetrics, startHttpEndpoint, type RunningHttpEndpoint } from "./metrics.js";
-import { keyServiceHandlers } from "./service.js";
+import { keyServiceImplementation } from "./service.js";
 
 export const KEY_SERVICE_NAME = "cloak.keyservice.v1.KeyService";
 
@@ -40,6 +39,8 @@ export interface StartKeyServiceOptions {
   readonly logger: Logger;
   /** The audit trail; the operational logger when unset. */
   readonly audit?: Logger;
+  /** false: no per-request metrics (only bench/keyservice's cost profile turns them off). */
+  readonly requestMetrics?: boolean;
 }
 
 /**
@@ -100,26 +101,30 @@ export async function startKeyService(options: StartKeyServiceOptions): Promise<
       );
     }
 
+    // Before anything listens: no decision is ever made on caches that have not listed.
+    let authorizer: Authorizer | undefined;
+    if (config.authz.mode === "kubernetes") {
+      // Loaded only here: a service without it never loads the Kubernetes client.
+      const { startKubernetesAuthorizer } = await import("./authz/authorizer.js");
+      const started = await startKubernetesAuthorizer({ config: config.authz, logger });
+      authorizer = started;
+      cleanups.push(() => started.stop());
+    }
+
     const health = new HealthStatus([KEY_SERVICE_NAME]);
     const keyProto = loadProto<KeyServiceProto>("keyservice.proto");
     const healthProto = loadProto<HealthProto>("health.proto");
     const keyDefinition = keyProto.cloak.keyservice.v1.KeyService.service;
-    // The audit line is this service's one line per request; the generic per-call line of
-    // toGrpcHandlers would repeat it, so that logger reports only internal errors.
-    const quietCallLog = logger.child({}, { level: "error" });
-    const implementation = toGrpcHandlers<KeyServiceHandlers>(
-      KEY_SERVICE_NAME,
-      keyDefinition,
-      keyServiceHandlers({
-        masterSecret,
-        salt,
-        authMode: config.tls ? "mtls" : "insecure-dev",
-        allowList: () => allow.current(),
-        audit,
-        observe: (result, seconds) => metrics.observe(result, seconds),
-      }),
-      quietCallLog,
-    );
+    // The audit line is this service's one line per request (no generic per-call line).
+    const implementation = keyServiceImplementation({
+      masterSecret,
+      salt,
+      authMode: config.tls ? "mtls" : "insecure-dev",
+      allowList: () => allow.current(),
+      audit,
+      ...(options.requestMetrics === false ? {} : { observe: (result: string, seconds: number) => metrics.observe(result, seconds) }),
+      authorizer,
+    });
     const credentials = watcher
       ? // grpc-js names these parameters the other way round; each provider serves both roles here.
         experimental.createCertificateProviderServerCredentials(watcher, watcher, true)

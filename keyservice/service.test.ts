@@ -1,39 +1,49 @@
-import { status as GrpcStatus, type ServerUnaryCall } from "@grpc/grpc-js";
+import { Metadata, status as GrpcStatus, type ServerUnaryCall, type ServiceError } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { deriveDataKey } from "../lib/data-key.js";
-import { toGrpcStatus } from "../lib/errors.js";
-import type { CallContext } from "../lib/grpc-handler.js";
+import { UnavailableError } from "../lib/errors.js";
 import { createLogger } from "../lib/log.js";
+import type { Authorizer } from "./authz/authorizer.js";
 import { compileAllowList } from "./authz.js";
-import { keyServiceHandlers, type AuthMode } from "./service.js";
+import type { GetDataKeyRequest__Output } from "../proto/gen/cloak/keyservice/v1/GetDataKeyRequest.js";
+import type { GetDataKeyResponse } from "../proto/gen/cloak/keyservice/v1/GetDataKeyResponse.js";
+import { keyServiceImplementation, type AuthMode, type KeyServiceCoreOptions } from "./service.js";
 
 const master = Buffer.alloc(32, 1);
 const salt = Buffer.alloc(32, 2);
 const ALLOWED = "spiffe://cloak/ns/cloak-system/sa/cloak-csi-node";
 
-function harness(authMode: AuthMode = "mtls") {
+function harness(authMode: AuthMode = "mtls", more: Partial<Pick<KeyServiceCoreOptions, "masterSecret" | "authorizer">> = {}) {
   const lines: Record<string, unknown>[] = [];
   const audit = createLogger({ component: "keyservice", level: "info", destination: { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) } });
   const observed: [string, number][] = [];
-  const handlers = keyServiceHandlers({
+  const handlers = keyServiceImplementation({
     masterSecret: master,
     salt,
     authMode,
     allowList: () => compileAllowList([ALLOWED]),
     audit,
     observe: (result, seconds) => observed.push([result, seconds]),
+    ...more,
   });
+  /** One call as grpc-js makes it (without a session, so peerOf() reads the auth context). */
   const request = (subjectaltname: string | undefined, data_key_id: string, length: number) =>
-    handlers.GetDataKey!({ data_key_id, length }, {
-      signal: new AbortController().signal,
-      log: audit,
-      call: {
+    new Promise<GetDataKeyResponse>((resolve, reject) => {
+      const call = {
+        request: { data_key_id, length },
+        metadata: withToken(new Metadata()),
         getAuthContext: () => (subjectaltname === undefined ? {} : { transportSecurityType: "ssl", sslPeerCertificate: { subjectaltname, subject: { CN: "x" } } }),
         getPeer: () => "127.0.0.1:5555",
-      } as unknown as ServerUnaryCall<unknown, unknown>,
-    } as CallContext);
+      } as unknown as ServerUnaryCall<GetDataKeyRequest__Output, GetDataKeyResponse>;
+      handlers.GetDataKey(call, (err, value) => (err ? reject(err as ServiceError) : resolve(value as GetDataKeyResponse)));
+    });
   const call = (subjectaltname: string) => request(subjectaltname, "vol-1", 32);
   return { lines, observed, call, request };
+}
+
+function withToken(metadata: Metadata): Metadata {
+  metadata.set("authorization", "Bearer node-token");
+  return metadata;
 }
 
 const codeOf = async (p: Promise<unknown>): Promise<string> => {
@@ -41,7 +51,7 @@ const codeOf = async (p: Promise<unknown>): Promise<string> => {
     await p;
     return "OK";
   } catch (err) {
-    return GrpcStatus[toGrpcStatus(err).code];
+    return GrpcStatus[(err as ServiceError).code];
   }
 };
 
@@ -92,5 +102,25 @@ describe("GetDataKey", () => {
     const h = harness("insecure-dev");
     expect(await codeOf(h.request(undefined, "vol-1", 32))).toBe("OK");
     expect(h.lines[0]).toMatchObject({ client: "insecure-dev", result: "OK" });
+  });
+
+  it("with per-node authorisation and a KMS-held secret: the node must be authorised, and no key while the secret is away", async () => {
+    let secret: Buffer | undefined = master;
+    const { createSecretKey } = await import("node:crypto");
+    const authorizer = {
+      identify: (bearer: string | undefined) => (bearer === "node-token" ? Promise.resolve({ node: "n1", pod: "cloak-system/csi-n1" }) : Promise.reject(new Error("no token"))),
+      authorize: (_caller: unknown, keyId: string) => (keyId === "vol-1" ? Promise.resolve("pod apps/web uses claim apps/data") : Promise.reject(new Error("not on n1"))),
+    } as unknown as Authorizer;
+    const masterSecret = () => {
+      if (!secret) throw new UnavailableError("the master secret is not unwrapped (KMS unreachable)");
+      return createSecretKey(secret);
+    };
+    const h = harness("mtls", { masterSecret, authorizer });
+    const response = await h.call(`URI:${ALLOWED}`);
+    expect(Buffer.from(response.data_key as Buffer).equals(deriveDataKey(master, salt, "vol-1", 32))).toBe(true);
+    expect(h.lines.at(-1)).toMatchObject({ result: "OK", node: "n1", pod: "cloak-system/csi-n1", via: "pod apps/web uses claim apps/data" });
+    secret = undefined;
+    expect(await codeOf(h.call(`URI:${ALLOWED}`))).toBe("UNAVAILABLE");
+    expect(h.lines.at(-1)).toMatchObject({ result: "UNAVAILABLE", node: "n1", reason: expect.stringMatching(/not unwrapped/) });
   });
 });

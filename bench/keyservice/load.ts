@@ -2,6 +2,10 @@
  * Load for one measurement: `concurrency` callers, each with one GetDataKey in flight at a time,
  * on one channel (as the node plugin has one), for a warm-up and then a measured window. Prints
  * one JSON line: completed calls, seconds, latency percentiles in ms, errors.
+ *
+ * With `--pairs FILE` (JSON `[{ keyId, token }]`) the requests cycle through those key ids,
+ * each sent with its node's token as the node plugin sends it; otherwise through 4096 ids
+ * without a token.
  */
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
@@ -31,6 +35,7 @@ async function main(): Promise<void> {
       concurrency: { type: "string", default: "1" },
       "warmup-ms": { type: "string", default: "1000" },
       "duration-ms": { type: "string", default: "5000" },
+      pairs: { type: "string" },
     },
   });
   const { target, ca, cert, key } = values;
@@ -53,15 +58,25 @@ async function main(): Promise<void> {
   let running = true;
   let n = 0;
   let answered = 0;
-  const metadata = new Metadata();
+  const pairs = values.pairs
+    ? (JSON.parse(await readFile(values.pairs, "utf8")) as { keyId: string; token?: string }[]).map((p) => {
+        const metadata = new Metadata();
+        if (p.token) metadata.set("authorization", `Bearer ${p.token}`);
+        return { keyId: p.keyId, metadata };
+      })
+    : Array.from({ length: 4096 }, (_, i) => ({ keyId: `bench-${i}`, metadata: new Metadata() }));
 
   const one = (): Promise<void> =>
     new Promise((resolve) => {
       const started = performance.now();
-      client.GetDataKey({ data_key_id: `bench-${n++ % 4096}`, length: 32 }, metadata, (err) => {
+      const pair = pairs[n++ % pairs.length] ?? pairs[0];
+      client.GetDataKey({ data_key_id: pair?.keyId ?? "", length: 32 }, pair?.metadata ?? new Metadata(), (err) => {
         answered++;
         if (measuring) {
-          if (err) errors++;
+          if (err) {
+            errors++;
+            if (errors === 1) process.stderr.write(`load: first error: ${err.message}\n`);
+          }
           else {
             if (count === latencies.length) {
               const bigger = new Float64Array(latencies.length * 2);

@@ -20,6 +20,8 @@ import type { VolumeContentSource__Output } from "../../proto/gen/csi/v1/VolumeC
 import type { ControllerDiskSource, CopyProgress, DiskRef } from "../disk/disk-source.js";
 import type { RecordStore } from "../disk/local/record-store.js";
 import { failpoint } from "../failpoints.js";
+import { keyIdContext, keyIdFor } from "../keys/binding.js";
+import { NO_LINEAGE, type KeyLineage } from "../keys/lineage.js";
 import type { LuksDevices } from "../luks/luks-device.js";
 import { TOPOLOGY_NODE_KEY } from "../node/node-service.js";
 import * as validate from "../validate.js";
@@ -48,6 +50,10 @@ export interface ControllerServiceOptions {
   /** Shared with the node service: a volume being staged cannot be deleted at the same time. */
   readonly locks: VolumeLocks;
   readonly log: Logger;
+  /** Where each key's volumes and snapshots are recorded (the key service reads it); none by default. */
+  readonly lineage?: KeyLineage;
+  /** This driver's name, as the lineage records it; csi.cloak.dev by default. */
+  readonly driverName?: string;
   /**
    * How many bytes of disks may be promised per byte the disk source can hold (1.0: never more
    * than fits, however sparse the disks are).
@@ -83,12 +89,19 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
   const { disks, volumes, snapshots, locks, log, nodeId } = options;
   const copies = new CopyJobs();
   const topology = [{ segments: { [TOPOLOGY_NODE_KEY]: nodeId } }];
+  const lineage = options.lineage ?? NO_LINEAGE;
+  const driver = options.driverName ?? "csi.cloak.dev";
+  // Local disks live on this node, and so does every copy of them: the lineage says so.
+  const bindKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
+    keyId === undefined ? Promise.resolve() : lineage.bind({ keyId, driver, node: nodeId, member, signal });
+  const releaseKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
+    keyId === undefined ? Promise.resolve() : lineage.release({ keyId, driver, member, signal }).then(() => undefined);
 
   function toVolume(record: VolumeRecord): Volume {
     return {
       volume_id: record.id,
       capacity_bytes: record.capacityBytes,
-      volume_context: volumeContext(record.parameters),
+      volume_context: { ...volumeContext(record.parameters), ...keyIdContext(record.keyId) },
       accessible_topology: topology,
       content_source: record.source
         ? record.source.kind === "snapshot"
@@ -128,7 +141,10 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
   }
 
   /** The source a new volume is copied from, checked against what the request asks. */
-  function contentSource(ref: DiskRef, parameters: VolumeParameters): { kind: DiskRef["kind"]; id: string; capacityBytes: number; diskBytes: number } {
+  function contentSource(
+    ref: DiskRef,
+    parameters: VolumeParameters,
+  ): { kind: DiskRef["kind"]; id: string; capacityBytes: number; diskBytes: number; keyId: string | undefined } {
     const found = ref.kind === "snapshot" ? snapshots.get(ref.id) : volumes.get(ref.id);
     if (!found || found.state !== "ready") {
       throw new NotFoundError(ref.kind === "snapshot" ? `snapshot ${ref.id} does not exist` : `source volume ${ref.id} does not exist`);
@@ -136,7 +152,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
     if (found.parameters.integrity !== parameters.integrity) {
       throw new InvalidArgumentError(`the ${ref.kind} ${ref.id} was made ${found.parameters.integrity ? "with" : "without"} integrity; the new volume must match`);
     }
-    return { ...ref, capacityBytes: found.capacityBytes, diskBytes: found.diskBytes };
+    return { ...ref, capacityBytes: found.capacityBytes, diskBytes: found.diskBytes, keyId: found.keyId };
   }
 
   /**
@@ -235,7 +251,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
   }
 
   return {
-    async CreateVolume(req, { call }) {
+    async CreateVolume(req, { call, signal }) {
       const name = checkName(req.name);
       if (req.volume_capabilities.length === 0) throw new InvalidArgumentError("volume_capabilities is required");
       const accesses = req.volume_capabilities.map((cap, i) => validate.capability(cap, `volume_capabilities[${i}]`));
@@ -274,6 +290,8 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             parameters,
             nodeId,
             source: source && { kind: source.kind, id: source.id },
+            // A copy carries its source's LUKS header, hence its key.
+            keyId: keyIdFor(source),
             createdAt: new Date().toISOString(),
           };
           await claim(fresh.diskBytes, () => volumes.put(fresh));
@@ -281,6 +299,8 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
           failpoint("create:after-record", name);
         }
         const creating = record;
+        // Recorded before the disk exists, so no disk ever carries a key its lineage does not list.
+        await bindKey(creating.keyId, { kind: "volume", id: creating.id }, signal);
         options.activity?.touch(creating.id);
         const source = creating.source;
         if (source) {
@@ -308,6 +328,8 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
         if (record.state !== "deleting") await volumes.put({ ...record, state: "deleting" });
         failpoint("delete:after-mark", id);
         await disks.destroy({ kind: "volume", id }, { signal });
+        // After the disk is gone, before the record: a retry after a crash still knows the key.
+        await releaseKey(record.keyId, { kind: "volume", id }, signal);
         await volumes.remove(id);
         log.info({ volume_id: id, name: record.name }, "volume deleted");
       });
@@ -353,7 +375,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
       const record = readyVolume(id);
       const unsupported = firstUnsupported(req.volume_capabilities);
       if (unsupported) return { message: unsupported };
-      const context = volumeContext(record.parameters);
+      const context: Record<string, string> = { ...volumeContext(record.parameters), ...keyIdContext(record.keyId) };
       for (const [key, value] of Object.entries(req.volume_context)) {
         if (context[key] !== value) return { message: `volume_context.${key} does not match the volume's` };
       }
@@ -403,7 +425,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
       return { capabilities: CAPABILITIES.map((type) => ({ rpc: { type } })) };
     },
 
-    async CreateSnapshot(req, { call }) {
+    async CreateSnapshot(req, { call, signal }) {
       const name = checkName(req.name);
       const sourceId = requiredId(req.source_volume_id, "source_volume_id");
       const unknown = Object.keys(req.parameters).filter((k) => !k.startsWith("csi.storage.k8s.io/"));
@@ -427,6 +449,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
             capacityBytes: source.capacityBytes,
             diskBytes: source.diskBytes,
             parameters: source.parameters,
+            keyId: source.keyId,
             createdAt: new Date().toISOString(),
           };
           await claim(fresh.diskBytes, () => snapshots.put(fresh));
@@ -434,6 +457,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
           failpoint("snapshot:after-record", name);
         }
         const creating = record;
+        await bindKey(creating.keyId, { kind: "snapshot", id: creating.id }, signal);
         options.activity?.touch(creating.id);
         // The source's lock keeps a stage or delete of it from interleaving with the copy.
         await awaitCopy(`snapshot ${creating.id}`, `snapshot:${creating.id}`, (onProgress) =>
@@ -455,6 +479,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
         refuseWhileCopied({ kind: "snapshot", id });
         if (record.state !== "deleting") await snapshots.put({ ...record, state: "deleting" });
         await disks.destroy({ kind: "snapshot", id }, { signal });
+        await releaseKey(record.keyId, { kind: "snapshot", id }, signal);
         await snapshots.remove(id);
         log.info({ snapshot_id: id, name: record.name }, "snapshot deleted");
       });

@@ -16,6 +16,8 @@ export interface VolumeRecord {
   /** The node whose disks hold it (local volumes live on one node). */
   readonly nodeId: string;
   readonly source?: { readonly kind: "snapshot" | "volume"; readonly id: string } | undefined;
+  /** The LUKS UUID the node formats with, inherited by copies; absent for volumes made before key binding. */
+  readonly keyId?: string | undefined;
   readonly createdAt: string;
 }
 
@@ -28,6 +30,8 @@ export interface SnapshotRecord {
   readonly capacityBytes: number;
   readonly diskBytes: number;
   readonly parameters: VolumeParameters;
+  /** The source volume's key id: a restore from this snapshot carries it too. */
+  readonly keyId?: string | undefined;
   readonly createdAt: string;
 }
 
@@ -45,6 +49,7 @@ export function parseVolumeRecord(value: unknown): VolumeRecord {
     parameters: parameters(v["parameters"]),
     nodeId: string(v, "nodeId"),
     source: source && { kind: oneOf(source, "kind", ["snapshot", "volume"] as const), id: string(source, "id") },
+    keyId: optionalString(v, "keyId"),
     createdAt: string(v, "createdAt"),
   };
 }
@@ -59,8 +64,13 @@ export function parseSnapshotRecord(value: unknown): SnapshotRecord {
     capacityBytes: count(v, "capacityBytes"),
     diskBytes: count(v, "diskBytes"),
     parameters: parameters(v["parameters"]),
+    keyId: optionalString(v, "keyId"),
     createdAt: string(v, "createdAt"),
   };
+}
+
+function optionalString(v: Json, key: string): string | undefined {
+  return v[key] === undefined ? undefined : string(v, key);
 }
 
 function parameters(value: unknown): VolumeParameters {

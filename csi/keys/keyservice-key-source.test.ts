@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
@@ -24,7 +24,7 @@ let server: RunningServer;
 let client: TlsPaths;
 let behaviour: Behaviour;
 let healthStatus: "SERVING" | "NOT_SERVING";
-const calls: { peer: string }[] = [];
+const calls: { peer: string; authorization: string | undefined }[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "cloak-ks-client-"));
@@ -47,7 +47,8 @@ beforeAll(async () => {
         definition: keyService.service,
         implementation: {
           GetDataKey(call: ServerUnaryCall<GetDataKeyRequest__Output, GetDataKeyResponse>, callback: sendUnaryData<GetDataKeyResponse>) {
-            calls.push({ peer: call.getPeer() });
+            const authorization = call.metadata.get("authorization")[0];
+            calls.push({ peer: call.getPeer(), authorization: typeof authorization === "string" ? authorization : undefined });
             const what = behaviour(calls.length, call.request);
             setTimeout(() => {
               if (what.code !== GrpcStatus.OK) return callback({ code: what.code, details: `scripted ${GrpcStatus[what.code]}`, metadata: new Metadata() });
@@ -78,7 +79,7 @@ beforeEach(() => {
   healthStatus = "SERVING";
 });
 
-async function source(options: { attempts?: number; callTimeoutMs?: number } = {}): Promise<KeySource> {
+async function source(options: { attempts?: number; callTimeoutMs?: number; tokenFile?: string } = {}): Promise<KeySource> {
   const port = server.endpoint.kind === "tcp" ? server.endpoint.port : 0;
   return createKeyServiceKeySource({
     target: `127.0.0.1:${port}`,
@@ -104,8 +105,10 @@ describe("key service KeySource", () => {
   });
 
   it("retries Unavailable and DeadlineExceeded with backoff, then succeeds", async () => {
-    behaviour = (n) => (n === 1 ? { code: GrpcStatus.UNAVAILABLE } : n === 2 ? { code: GrpcStatus.OK, delayMs: 400 } : { code: GrpcStatus.OK });
-    const keys = await source({ callTimeoutMs: 150 });
+    // The deadline is generous for an instant answer (a loaded machine once took over 150 ms for
+    // one) and far below the slow one's delay.
+    behaviour = (n) => (n === 1 ? { code: GrpcStatus.UNAVAILABLE } : n === 2 ? { code: GrpcStatus.OK, delayMs: 4_000 } : { code: GrpcStatus.OK });
+    const keys = await source({ callTimeoutMs: 1_000 });
     try {
       expect(await keys.getKey("vol-1", 32)).toHaveLength(32);
       expect(calls).toHaveLength(3);
@@ -154,6 +157,32 @@ describe("key service KeySource", () => {
       const started = Date.now();
       await expect(keys.getKey("vol-1", 32, { signal: abort.signal })).rejects.toThrow(DeadlineExceededError);
       expect(Date.now() - started).toBeLessThan(1000);
+    } finally {
+      await keys.close();
+    }
+  });
+
+  it("sends the projected token with each request, and the renewed one after a refusal", async () => {
+    const tokenFile = join(dir, "token");
+    const write = async (token: string) => {
+      await writeFile(`${tokenFile}.tmp`, token);
+      await rename(`${tokenFile}.tmp`, tokenFile);
+    };
+    await write("first.token.a");
+    const keys = await source({ tokenFile });
+    try {
+      await keys.getKey("vol-1", 32);
+      expect(calls.at(-1)?.authorization).toBe("Bearer first.token.a");
+      // kubelet renewed the token and the service no longer takes the old one.
+      await write("second.token.b");
+      behaviour = (_n, _r) => (calls.at(-1)?.authorization === "Bearer first.token.a" ? { code: GrpcStatus.UNAUTHENTICATED } : { code: GrpcStatus.OK });
+      await keys.getKey("vol-1", 32);
+      expect(calls.at(-1)?.authorization).toBe("Bearer second.token.b");
+      // A refusal that re-reading cannot turn is reported, once.
+      behaviour = () => ({ code: GrpcStatus.UNAUTHENTICATED });
+      const before = calls.length;
+      await expect(keys.getKey("vol-1", 32)).rejects.toThrow(/did not accept this node's credentials: scripted UNAUTHENTICATED/);
+      expect(calls.length - before).toBe(1);
     } finally {
       await keys.close();
     }

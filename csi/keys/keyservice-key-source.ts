@@ -18,6 +18,7 @@ import type { HealthClient } from "../../proto/gen/grpc/health/v1/Health.js";
 import type { ProtoGrpcType as HealthProto } from "../../proto/gen/health.js";
 import type { ProtoGrpcType as KeyServiceProto } from "../../proto/gen/keyservice.js";
 import type { KeySource } from "./key-source.js";
+import { openTokenFile } from "./token-file.js";
 
 export interface KeyServiceKeySourceOptions {
   /** The key service, as a gRPC target: `cloak-keyservice.cloak-system.svc:9000`, `127.0.0.1:9000`. */
@@ -37,6 +38,12 @@ export interface KeyServiceKeySourceOptions {
   readonly maxBackoffMs?: number;
   /** How often the certificate files are checked for rotation; 10 s by default. */
   readonly reloadMs?: number;
+  /**
+   * A projected service-account token (audience: the key service) that proves which pod, on
+   * which node, is asking; sent as `authorization: Bearer` with each request and re-read when
+   * kubelet renews it. Without it the service can only go by the certificate.
+   */
+  readonly tokenFile?: string | undefined;
   readonly logger: Logger;
 }
 
@@ -75,15 +82,18 @@ export async function createKeyServiceKeySource(options: KeyServiceKeySourceOpti
   // The health client shares the key client's channel: one connection for both.
   const health: HealthClient = new Health(target, credentials, { ...channelOptions, channelOverride: keys.getChannel() });
   let closed = false;
+  const token = options.tokenFile === undefined ? undefined : openTokenFile(options.tokenFile);
 
-  const getOnce = (keyId: string, length: number, signal: AbortSignal | undefined): Promise<Buffer> =>
+  const getOnce = (keyId: string, length: number, signal: AbortSignal | undefined, bearer: string | undefined): Promise<Buffer> =>
     new Promise((resolve, reject) => {
+      // waitForReady: while the channel waits out a reconnect backoff (the service was down),
+      // a call queues for the next attempt instead of failing at once, so a service that is
+      // back is found within the call's deadline rather than after the retries ran out.
+      const metadata = new Metadata({ waitForReady: true });
+      if (bearer !== undefined) metadata.set("authorization", `Bearer ${bearer}`);
       const call = keys.GetDataKey(
         { data_key_id: keyId, length },
-        // waitForReady: while the channel waits out a reconnect backoff (the service was down),
-        // a call queues for the next attempt instead of failing at once, so a service that is
-        // back is found within the call's deadline rather than after the retries ran out.
-        new Metadata({ waitForReady: true }),
+        metadata,
         { deadline: Date.now() + callTimeoutMs },
         (err, response) => {
           signal?.removeEventListener("abort", cancel);
@@ -110,12 +120,22 @@ export async function createKeyServiceKeySource(options: KeyServiceKeySourceOpti
       checkDataKeyRequest(keyId, length);
       const signal = callOptions?.signal;
       let backoff = initialBackoffMs;
+      let reread = false;
       for (let attempt = 1; ; attempt++) {
         if (signal?.aborted) throw new DeadlineExceededError(`gave up waiting for the key of ${keyId}: the call was cancelled`);
+        const bearer = await token?.current();
         try {
-          return await getOnce(keyId, length, signal);
+          return await getOnce(keyId, length, signal, bearer);
         } catch (err) {
           if (signal?.aborted) throw new DeadlineExceededError(`gave up waiting for the key of ${keyId}: the call was cancelled`);
+          // A token refused just as kubelet renewed it: read the file again and retry once.
+          if (token && !reread && isServiceError(err) && err.code === GrpcStatus.UNAUTHENTICATED) {
+            reread = true;
+            if ((await token.reload()) !== bearer) {
+              attempt--;
+              continue;
+            }
+          }
           if (!isRetryable(err)) throw mapFailure(err, target);
           if (attempt >= attempts) {
             throw new UnavailableError(
@@ -178,12 +198,9 @@ function mapFailure(err: unknown, target: string): CloakError {
     case GrpcStatus.INVALID_ARGUMENT:
       return new InvalidArgumentError(`key service ${target} refused the request: ${err.details}`, { cause: err });
     case GrpcStatus.PERMISSION_DENIED:
-      return new PermissionDeniedError(
-        `key service ${target} does not allow this node's certificate identity (${err.details}); add it to the service's allow-list`,
-        { cause: err },
-      );
+      return new PermissionDeniedError(`key service ${target} refused the key: ${err.details}`, { cause: err });
     case GrpcStatus.UNAUTHENTICATED:
-      return new UnauthenticatedError(`key service ${target} did not accept this node's certificate: ${err.details}`, { cause: err });
+      return new UnauthenticatedError(`key service ${target} did not accept this node's credentials: ${err.details}`, { cause: err });
     default:
       return new InternalError(`key service ${target} failed: ${describe(err)}`, { cause: err });
   }

@@ -25,10 +25,11 @@ export class LuksDevices {
   constructor(private readonly options: LuksDeviceOptions) {}
 
   /**
-   * Formats an empty disk. The LUKS UUID is chosen here (or kept, when a format that was cut
-   * off is redone) and is the key id, so every volume gets its own key and a copy of the
-   * volume (clone, restore) keeps opening with it. An integrity volume is labelled "wiping:0":
-   * its tags are initialised next (integrity-wipe.ts).
+   * Formats an empty disk. The LUKS UUID is the key id, so every volume gets its own key and a
+   * copy of the volume (clone, restore) keeps opening with it: the controller chooses it at
+   * CreateVolume (and records it), a format that was cut off is redone with the UUID it had,
+   * and a volume made before key binding gets a random one here. An integrity volume is
+   * labelled "wiping:0": its tags are initialised next (integrity-wipe.ts).
    */
   async format(device: string, options: { integrity: boolean; uuid?: string | undefined }, signal: Signal): Promise<string> {
     const uuid = options.uuid ?? randomUUID();

@@ -8,6 +8,7 @@ import type { Logger } from "../../lib/log.js";
 import type { NodeHandlers } from "../../proto/gen/csi/v1/Node.js";
 import { parseCapacityRange } from "../controller/capacity.js";
 import type { ContextKeys, NodeDiskSource } from "../disk/disk-source.js";
+import { keyIdFromContext } from "../keys/binding.js";
 import { type LuksDevices, mapperName, mappingStatus } from "../luks/luks-device.js";
 import { isFilesystem, type Filesystem } from "../tools/mkfs.js";
 import * as validate from "../validate.js";
@@ -148,7 +149,10 @@ function existingHostPath(value: string, field: string, roots: readonly string[]
 const LOCAL_CONTEXT_KEYS: ContextKeys = { fsType: "fsType", integrity: "integrity" };
 
 /** What the controller recorded in volume_context at CreateVolume. */
-function volumeContext(context: Record<string, string>, keys: ContextKeys): { contextFsType: Filesystem | undefined; integrity: boolean } {
+function volumeContext(
+  context: Record<string, string>,
+  keys: ContextKeys,
+): { contextFsType: Filesystem | undefined; integrity: boolean; keyId: string | undefined } {
   const fsType = context[keys.fsType];
   if (fsType !== undefined && fsType !== "" && !isFilesystem(fsType)) {
     throw new InvalidArgumentError(`volume_context.${keys.fsType} ${JSON.stringify(fsType)} is not supported; use ext4 or xfs`);
@@ -157,7 +161,7 @@ function volumeContext(context: Record<string, string>, keys: ContextKeys): { co
   if (integrity !== undefined && integrity !== "true" && integrity !== "false") {
     throw new InvalidArgumentError(`volume_context.${keys.integrity} must be "true" or "false"`);
   }
-  return { contextFsType: fsType === "" ? undefined : fsType, integrity: integrity === "true" };
+  return { contextFsType: fsType === "" ? undefined : fsType, integrity: integrity === "true", keyId: keyIdFromContext(context) };
 }
 
 function withoutKeys(context: Record<string, string>, keys: ContextKeys): Record<string, string> {

@@ -35,6 +35,8 @@ export interface StageRequest {
   readonly integrity: boolean;
   /** What the disk source needs to attach the disk. */
   readonly disk: AttachRequest;
+  /** The key id the controller bound the volume to (the LUKS UUID to format with); absent for older volumes. */
+  readonly keyId?: string | undefined;
   readonly signal: AbortSignal;
   readonly log: Logger;
 }
@@ -75,8 +77,14 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
     plan = { action: "format", uuid: plan.uuid };
   }
   if (plan.action === "refuse") throw new FailedPreconditionError(`volume ${volumeId}: ${plan.reason}`);
+  if (plan.uuid !== undefined && request.keyId !== undefined && plan.uuid !== request.keyId) {
+    // Not this volume's disk, or a header someone replaced (a cut-off format redone keeps its
+    // UUID, so it is checked too): its key is not this volume's to ask for.
+    throw new FailedPreconditionError(`volume ${volumeId}: the disk's LUKS UUID ${plan.uuid} is not the key id ${request.keyId} the volume was created with`);
+  }
   if (plan.action === "format") {
-    const uuid = await deps.luks.format(device, { integrity: request.integrity, uuid: plan.uuid }, signal);
+    // A redone format keeps the UUID it was cut off with; a new one takes the controller's key id.
+    const uuid = await deps.luks.format(device, { integrity: request.integrity, uuid: plan.uuid ?? request.keyId }, signal);
     log.info({ device, keyId: uuid, integrity: request.integrity }, "formatted LUKS2");
     await failpointLeaving("stage:mid-format", volumeId, () => deps.run(cryptsetup.luksErase(device), { signal }));
     failpoint("stage:after-format", volumeId);

@@ -8,8 +8,10 @@ import { LineSplitter, ListBodySplitter } from "./list-body.js";
  * stream of events, over one keep-alive connection pool. It exists because the generated
  * client (`@kubernetes/client-node`) loads every model and auth provider with its config
  * module, which cost netd ~75 MB of its 100 MB budget before the first Node was read
- * (BENCHMARKS.md, netd). What a component needs on top (paging, watch, relist) is in
- * reflector.ts; the types it reads are its own (only the fields it uses).
+ * (BENCHMARKS.md, netd). The one client of cloak's components: netd's Nodes, the key service's
+ * authorisation caches and TokenReviews, the CSI controller's CloakKey records. What a component
+ * needs on top (paging, watch, relist) is in reflector.ts; the types it reads are its own (only
+ * the fields it uses).
  */
 
 /** A request the API server refused (or answered with a watch ERROR event): its HTTP code and reason. */
@@ -24,6 +26,11 @@ export class KubeApiError extends Error {
     super(message);
     this.name = "KubeApiError";
   }
+}
+
+/** Whether `err` is the API server's answer with this HTTP status (404, 409, 410...). */
+export function isKubeStatus(err: unknown, code: number): boolean {
+  return err instanceof KubeApiError && err.code === code;
 }
 
 export type Query = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -76,13 +83,19 @@ export class KubeClient {
         : new http.Agent({ keepAlive: true });
   }
 
-  /** From a kubeconfig file when given one, else the pod's service account. */
-  static async connect(kubeconfig: string | undefined, userAgent?: string): Promise<KubeClient> {
-    return new KubeClient(kubeconfig ? await kubeconfigConnection(kubeconfig) : await inClusterConnection(), userAgent);
+  /** From a kubeconfig file when given one (else the first of $KUBECONFIG), else the pod's service account. */
+  static async connect(kubeconfig: string | undefined, userAgent?: string, env: NodeJS.ProcessEnv = process.env): Promise<KubeClient> {
+    const file = kubeconfig ?? (env["KUBECONFIG"]?.split(":")[0] || undefined);
+    return new KubeClient(file ? await kubeconfigConnection(file) : await inClusterConnection(env), userAgent);
   }
 
   get server(): string {
     return this.connection.server.href;
+  }
+
+  /** Where the connection came from: "in-cluster" or "kubeconfig PATH". */
+  get source(): string {
+    return this.connection.source;
   }
 
   /** One request with a JSON answer. */

@@ -17,6 +17,8 @@ export interface KubeConnection {
   readonly tlsServerName: string | undefined;
   /** The bearer token to send now; undefined with a client certificate only. */
   readonly token: () => Promise<string | undefined>;
+  /** For log lines: "in-cluster", or "kubeconfig PATH". */
+  readonly source: string;
 }
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -47,6 +49,7 @@ export async function inClusterConnection(env: NodeJS.ProcessEnv = process.env, 
     insecureSkipTLSVerify: false,
     tlsServerName: undefined,
     token,
+    source: "in-cluster",
   };
 }
 
@@ -112,6 +115,7 @@ export async function connectionFromKubeconfig(doc: unknown, o: { path: string; 
     insecureSkipTLSVerify: cluster["insecure-skip-tls-verify"] === true,
     tlsServerName: str(cluster["tls-server-name"]),
     token,
+    source: `kubeconfig ${o.path}`,
   };
 }
 

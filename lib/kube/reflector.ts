@@ -19,15 +19,40 @@ import type { KubeObject } from "./types.js";
 /** Objects per list request: client-go's reflector default. */
 export const LIST_PAGE_SIZE = 500;
 
-export interface ReflectorOptions<T> {
+/**
+ * What is told of each change, one at a time: keys are `namespace/name` (`name` for a
+ * cluster-scoped object). For a consumer that keeps its own indexed maps (the key service's
+ * authorisation caches), so that the reflector does not hold a second map of every object.
+ */
+export interface ReflectorSink<T> {
+  /** The whole set, after a (re-)list. */
+  replace(objects: Map<string, T>): void;
+  /** `reason`: which watch event it was (the reflector always says; callers elsewhere may not). */
+  upsert(key: string, object: T, reason?: "added" | "modified"): void;
+  remove(key: string): void;
+}
+
+/** Either `onChange` (the whole set after every change) or `sink` (each change). */
+type ReflectorOutput<T> =
+  | {
+      /** Called with the whole set after every (re-)list and after each watch event. */
+      readonly onChange: (objects: ReadonlyMap<string, T>, reason: string) => void;
+      readonly sink?: never;
+    }
+  | { readonly sink: ReflectorSink<T>; readonly onChange?: never };
+
+export type ReflectorOptions<T> = ReflectorOutput<T> & {
   readonly client: KubeClient;
   /** The collection, e.g. "/api/v1/nodes". */
   readonly path: string;
+  readonly fieldSelector?: string;
+  readonly labelSelector?: string;
   readonly logger: Logger;
-  /** What is kept of each object; called once per version of an object. */
-  readonly project: (object: KubeObject) => T;
-  /** Called with the whole set after every (re-)list and after each watch event. */
-  readonly onChange: (objects: ReadonlyMap<string, T>, reason: string) => void;
+  /**
+   * What is kept of each object; called once per version of an object. undefined: the object
+   * is not kept (and a version kept earlier is removed).
+   */
+  readonly project: (object: KubeObject) => T | undefined;
   /** Called when the API server cannot be reached (for metrics); the reflector keeps retrying. */
   readonly onError?: (err: unknown) => void;
   /** Objects per list request; default LIST_PAGE_SIZE. */
@@ -36,10 +61,10 @@ export interface ReflectorOptions<T> {
   readonly maxBackoffMs?: number;
   /** How long the server keeps one watch request open; default 240 s (client-go: 5–10 min). */
   readonly watchSeconds?: number;
-}
+};
 
 export class Reflector<T> {
-  private objects = new Map<string, T>();
+  private readonly sink: ReflectorSink<T>;
   private resourceVersion: string | undefined;
   private stopped = false;
   private readonly abort = new AbortController();
@@ -48,9 +73,18 @@ export class Reflector<T> {
   private loop: Promise<void> | undefined;
   /** Set once a list has succeeded: until then, callers have nothing trustworthy. */
   synced = false;
+  private readonly firstList: Promise<void>;
+  private listed: () => void = () => undefined;
 
   constructor(private readonly o: ReflectorOptions<T>) {
     this.backoffMs = o.minBackoffMs ?? 500;
+    this.sink = o.sink ?? wholeSet(o.onChange);
+    this.firstList = new Promise((resolve) => (this.listed = resolve));
+  }
+
+  /** Resolves after the first complete list (never, while the API server cannot be reached). */
+  whenSynced(): Promise<void> {
+    return this.firstList;
   }
 
   start(): void {
@@ -98,20 +132,25 @@ export class Reflector<T> {
       // An expired continue token answers 410 Gone, and run() then lists again from the start.
       const meta = await this.o.client.list(
         this.o.path,
-        { limit: this.o.pageSize ?? LIST_PAGE_SIZE, continue: page },
+        { ...this.selectors(), limit: this.o.pageSize ?? LIST_PAGE_SIZE, continue: page },
         (item) => {
           const object = item as KubeObject;
-          objects.set(keyOf(object), this.o.project(object));
+          const kept = this.o.project(object);
+          if (kept !== undefined) objects.set(keyOf(object), kept);
         },
         { signal: this.abort.signal },
       );
       resourceVersion = meta.resourceVersion;
       page = meta.continue;
     } while (page !== undefined);
-    this.objects = objects;
+    this.sink.replace(objects);
     this.resourceVersion = resourceVersion;
     this.synced = true;
-    this.o.onChange(this.objects, "list");
+    this.listed();
+  }
+
+  private selectors(): { fieldSelector?: string; labelSelector?: string } {
+    return { fieldSelector: this.o.fieldSelector, labelSelector: this.o.labelSelector };
   }
 
   /** One watch request; resolves with the number of events when the server ends it. */
@@ -120,7 +159,7 @@ export class Reflector<T> {
     const seconds = this.o.watchSeconds ?? 240;
     await this.o.client.watch(
       this.o.path,
-      { resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: seconds },
+      { ...this.selectors(), resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: seconds },
       (e: WatchEvent) => {
         events++;
         if (e.type === "ERROR") throw watchError(e.object);
@@ -130,11 +169,11 @@ export class Reflector<T> {
           if (rv) this.resourceVersion = rv;
           return;
         }
-        if (e.type === "DELETED") this.objects.delete(keyOf(object));
-        else if (e.type === "ADDED" || e.type === "MODIFIED") this.objects.set(keyOf(object), this.o.project(object));
-        else return;
+        if (e.type !== "DELETED" && e.type !== "ADDED" && e.type !== "MODIFIED") return;
+        const kept = e.type === "DELETED" ? undefined : this.o.project(object);
+        if (kept === undefined) this.sink.remove(keyOf(object));
+        else this.sink.upsert(keyOf(object), kept, e.type === "ADDED" ? "added" : "modified");
         if (rv) this.resourceVersion = rv;
-        this.o.onChange(this.objects, e.type.toLowerCase());
       },
       // The server ends the request after `seconds`; silence well past that is a dead connection.
       { signal: this.abort.signal, timeoutMs: (seconds + 60) * 1000 },
@@ -157,4 +196,23 @@ export class Reflector<T> {
 function keyOf(o: KubeObject): string {
   const m = o.metadata ?? {};
   return m.namespace ? `${m.namespace}/${m.name ?? ""}` : (m.name ?? "");
+}
+
+/** The sink behind `onChange`: one map of the whole set, handed over after every change. */
+function wholeSet<T>(onChange: (objects: ReadonlyMap<string, T>, reason: string) => void): ReflectorSink<T> {
+  let objects = new Map<string, T>();
+  return {
+    replace(all) {
+      objects = all;
+      onChange(objects, "list");
+    },
+    upsert(key, object, reason) {
+      objects.set(key, object);
+      onChange(objects, reason ?? "modified");
+    },
+    remove(key) {
+      objects.delete(key);
+      onChange(objects, "deleted");
+    },
+  };
 }

@@ -65,6 +65,8 @@ describe("the KMS overlay", () => {
     const config = parseKeyServiceArgs(args.map((a) => (a.startsWith("--cluster-id=") ? "--cluster-id=prod-eu-1" : a)));
     expect(config.kms).toMatchObject({ endpoint: "unix:///run/kms/kms.sock", wrappedMasterSecretFile: `/etc/cloak/keys/${WRAPPED_FILE}`, clusterId: "prod-eu-1" });
     expect(args.some((a) => a.startsWith("--master-secret"))).toBe(false);
+    // KMS mode keeps the base's per-node, per-volume authorisation.
+    expect(config.authz.mode).toBe("kubernetes");
 
     // The plugin: a native sidecar (started first, kept running) on the same emptyDir.
     const plugin = named(spec.initContainers, "kms-plugin");

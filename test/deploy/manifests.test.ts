@@ -104,10 +104,19 @@ describe("what the design depends on", () => {
     const [csiCmd, ...csiArgs] = args(podSpec(csiNode()), "cloak-csi");
     expect(csiCmd).toBe("csi");
     const csi = parseCsiConfig(csiArgs, env);
-    expect(csi).toMatchObject({ nodeId: "n1", services: ["controller", "node"], driverName: "csi.cloak.dev", keySource: { kind: "keyservice" } });
+    expect(csi).toMatchObject({ nodeId: "n1", services: ["controller", "node"], driverName: "csi.cloak.dev", keySource: { kind: "keyservice" }, keyLineage: "kubernetes" });
     const [ksCmd, ...ksArgs] = args(podSpec(keyservice()), "keyservice");
     expect(ksCmd).toBe("keyservice");
     const ks = parseKeyServiceArgs(ksArgs);
+    // The plugin's projected token is for the service's audience, and the service authorises by
+    // the plugin's service account and the driver's volumes.
+    expect(ks.authz).toMatchObject({ mode: "kubernetes", nodeServiceAccount: `${NAMESPACE}/${podSpec(csiNode()).serviceAccountName}`, drivers: ["csi.cloak.dev"] });
+    const tokenVolume = podSpec(csiNode()).volumes?.find((v) => v.name === "keyservice-token");
+    const projected = tokenVolume?.projected?.sources?.[0]?.serviceAccountToken;
+    expect(projected).toEqual({ audience: ks.authz.audience, expirationSeconds: 600, path: "token" });
+    const tokenMount = container(podSpec(csiNode()), "cloak-csi").volumeMounts?.find((m) => m.name === "keyservice-token");
+    expect(csi.keySource.kind === "keyservice" ? csi.keySource.tokenFile : undefined).toBe(`${tokenMount?.mountPath}/${projected?.path}`);
+    expect(podSpec(keyservice()).automountServiceAccountToken).toBe(true);
     const [netdCmd, ...netdArgs] = args(podSpec(netd()), "netd");
     expect(netdCmd).toBe("netd");
     // Strict by default, serving on the node's address (status.hostIP), never on 0.0.0.0.

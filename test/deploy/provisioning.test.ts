@@ -12,7 +12,7 @@ import {
 } from "@kubernetes/client-node";
 import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, stat } from "node:fs/promises";
+import { mkdir, open, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { luksFormat, isLuks2 } from "../../csi/luks/cryptsetup.js";
 import { volumeImagePath } from "../../csi/disk/local/layout.js";
@@ -51,6 +51,8 @@ let core: CoreV1Api;
 /** What runs on one node: the plugin (restartable, with extra env) and its sidecars. */
 interface NodeStack {
   readonly volumesDir: string;
+  /** The pod-bound token of the node's plugin pod, as its controller and sidecars use it. */
+  readonly kubeconfig: string;
   plugin(env?: Record<string, string>): Promise<Daemon>;
   readonly sidecars: Record<string, Restarted>;
 }
@@ -145,7 +147,8 @@ beforeAll(async () => {
   // kube-controller-manager with the volume controllers only: binding, expansion, protection.
   await start("kube-controller-manager", volumeControllersArgv(cluster), {}, volumeControllersReady);
 
-  // The key service, from its Deployment, on loopback ports.
+  // The key service, from its Deployment, on loopback ports, with its service account's token
+  // (what the in-cluster configuration would read).
   const grpcPort = await freePort();
   const metricsPort = await freePort();
   const ksVolumes = await secretVolumes(keyservicePod, "keyservice", keyservicePod.securityContext?.fsGroup !== undefined);
@@ -156,7 +159,9 @@ beforeAll(async () => {
     images: { "cloak.invalid/cloak": cloakArgv() },
     rewrite: { "0.0.0.0:9000": `127.0.0.1:${grpcPort}`, "0.0.0.0:9464": `127.0.0.1:${metricsPort}` },
   });
-  await start("keyservice", ks.argv, ks.env, (out) => out.includes("key service ready"));
+  const ksToken = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: keyservicePod.serviceAccountName ?? "" });
+  const ksKubeconfig = await writeTokenKubeconfig(join(dir, "keyservice.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token: ksToken });
+  await start("keyservice", [...ks.argv, `--kubeconfig=${ksKubeconfig}`], ks.env, (out) => out.includes("key service ready"));
 
   const paths = await sidecarPaths();
   const images: Record<string, string[]> = {
@@ -187,9 +192,20 @@ beforeAll(async () => {
       "registration-dir": join(root, "registration-dir"),
       "kubelet-dir": join(root, "kubelet-dir"),
       "volumes-dir": join(root, "volumes-dir"),
+      "keyservice-token": join(root, "keyservice-token"),
       dev: "/dev",
     };
-    for (const d of ["socket-dir", "registration-dir", "kubelet-dir", "volumes-dir"] as const) await mkdir(volumes[d], { recursive: true });
+    for (const d of ["socket-dir", "registration-dir", "kubelet-dir", "volumes-dir", "keyservice-token"] as const) await mkdir(volumes[d], { recursive: true });
+    // The projected token kubelet would write for the key service, and the pod's own token
+    // (automounted in the local overlay) that the sidecars and the plugin's controller use.
+    const projected = csiPod.volumes?.find((v) => v.name === "keyservice-token")?.projected?.sources?.[0]?.serviceAccountToken;
+    const sa = csiPod.serviceAccountName ?? "";
+    await writeFile(
+      join(volumes["keyservice-token"], projected?.path ?? "token"),
+      await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: sa, pod, audiences: [projected?.audience ?? ""], expirationSeconds: projected?.expirationSeconds ?? 600 }),
+    );
+    const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: sa, pod });
+    const kubeconfig = await writeTokenKubeconfig(join(root, "csi-node.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
     // Two "nodes" share this host's network: each plugin's health port moves to a free one.
     const healthPort = await freePort();
     const pluginCommand = hostCommand({
@@ -200,13 +216,11 @@ beforeAll(async () => {
       rewrite: { "cloak-keyservice.cloak-system.svc:9000": `127.0.0.1:${grpcPort}`, "0.0.0.0:9808": `127.0.0.1:${healthPort}` },
     });
     const plugin = (env: Record<string, string> = {}) =>
-      start(`${node}-cloak-csi`, pluginCommand.argv, { ...pluginCommand.env, ...env }, (out) => out.includes("cloak CSI plugin started"));
+      start(`${node}-cloak-csi`, pluginCommand.argv, { ...pluginCommand.env, KUBECONFIG: kubeconfig, ...env }, (out) => out.includes("cloak CSI plugin started"));
     await plugin();
     // The manifests' own health and registration flags at work: live, and offering kubelet its socket.
     expect((await fetch(`http://127.0.0.1:${healthPort}/healthz`)).status).toBe(200);
     expect(existsSync(join(volumes["registration-dir"], "csi.cloak.dev-reg.sock"))).toBe(true);
-    const token = await serviceAccountToken(core, { namespace: NAMESPACE, serviceAccount: csiPod.serviceAccountName ?? "", pod });
-    const kubeconfig = await writeTokenKubeconfig(join(root, "csi-node.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token });
     const sidecars: Record<string, Restarted> = {};
     for (const name of ["csi-provisioner", "csi-resizer", "csi-snapshotter"]) {
       const c = hostCommand({ pod: identity, container: container(csiPod, name), volumes, images });
@@ -214,7 +228,7 @@ beforeAll(async () => {
       sidecars[name] = sidecar;
       await sidecar.daemon.waitForOutput((out) => /Connected|Started|Starting/i.test(out), 60_000);
     }
-    return { volumesDir: volumes["volumes-dir"], plugin, sidecars };
+    return { volumesDir: volumes["volumes-dir"], kubeconfig, plugin, sidecars };
   }
   for (const node of [NODE, NODE2]) nodes.set(node, await startNode(node));
   await kubectl(["create", "namespace", APP_NS]);
@@ -226,9 +240,20 @@ afterAll(async () => {
   await kubectl(["delete", "namespace", APP_NS, "--wait=false"], { okExitCodes: [1] }).catch(() => undefined);
 });
 
+/** The CloakKey record of a key id (keyservice/README.md, "Authorisation"), or undefined. */
+async function readKey(keyId: string): Promise<{ spec: { driver: string; node?: string; volumes?: string[]; snapshots?: string[]; revoked?: boolean; revokedAt?: string } } | undefined> {
+  try {
+    return (await adminClient().makeApiClient(CustomObjectsApi).getClusterCustomObject({ group: "cloak.dev", version: "v1alpha1", plural: "cloakkeys", name: keyId })) as never;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
 describe("provisioning through the real external-provisioner, external-resizer and external-snapshotter", () => {
   let pvName = "";
   let volumeId = "";
+  let keyId = "";
 
   it("publishes each node's free space for the scheduler (CSIStorageCapacity owned by its pod)", async () => {
     const storage = adminClient().makeApiClient(StorageV1Api);
@@ -274,6 +299,11 @@ describe("provisioning through the real external-provisioner, external-resizer a
     const file = volumeImagePath(volumesDir(), volumeId);
     expect((await stat(file)).size).toBeGreaterThanOrEqual(GiB + HEADER_BYTES);
     expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(true);
+    // The key id the controller chose is in the PV's immutable attributes and in its lineage
+    // record, written by n1's plugin for n1.
+    keyId = pv.spec?.csi?.volumeAttributes?.["cloak.dev/key-id"] ?? "";
+    expect(keyId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect((await readKey(keyId))?.spec).toEqual({ driver: "csi.cloak.dev", node: NODE, volumes: [volumeId], snapshots: [], revoked: false });
     // Made by n1's provisioner only: the other node was not even asked.
     expect(existsSync(volumeImagePath(stack(NODE2).volumesDir, volumeId))).toBe(false);
     expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateVolume");
@@ -350,6 +380,8 @@ describe("provisioning through the real external-provisioner, external-resizer a
     expect(ready.status?.restoreSize).toBeGreaterThanOrEqual(2 * GiB);
     const snapFile = join(volumesDir(), "snapshots", `${snapId}.img`);
     expect(existsSync(snapFile)).toBe(true);
+    // The snapshot carries the volume's header, so it joins the key's lineage.
+    expect((await readKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [snapId], revoked: false });
     expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateSnapshot");
 
     // Deleting the VolumeSnapshot: the controller marks the content, then deletes it; the
@@ -361,6 +393,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     await custom.deleteClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName });
     await waitFor("the snapshot content gone", async () => (await readContent()) === undefined, 90_000);
     expect(existsSync(snapFile)).toBe(false);
+    expect((await readKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [], revoked: false });
     await custom.deleteNamespacedCustomObject({ ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
   }, 240_000);
 
@@ -392,7 +425,34 @@ describe("provisioning through the real external-provisioner, external-resizer a
     await waitFor("the PV deleted", async () => (await readPv(pvName)) === undefined, 120_000);
     expect(existsSync(file)).toBe(false);
     expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(false);
+    // Its last volume and snapshot gone, the key is revoked, for good.
+    const revoked = await readKey(keyId);
+    expect(revoked?.spec).toMatchObject({ driver: "csi.cloak.dev", node: NODE, volumes: [], snapshots: [], revoked: true });
+    expect(Date.parse(revoked?.spec.revokedAt ?? "")).toBeGreaterThan(Date.now() - 300_000);
+    const unrevoke = await kubectl(["patch", "cloakkey", keyId, "--type=merge", "-p", '{"spec":{"revoked":false}}'], { okExitCodes: [1] });
+    expect(unrevoke.stderr).toMatch(/a revoked key stays revoked/);
+    const reuse = await kubectl(["patch", "cloakkey", keyId, "--type=merge", "-p", `{"spec":{"volumes":["${volumeId}"]}}`], { okExitCodes: [1] });
+    expect(reuse.stderr).toMatch(/a revoked key has no volumes or snapshots/);
   }, 240_000);
+
+  it("lets a node's plugin write only its own node's key records (admission policy)", async () => {
+    const other = randomUUID();
+    const record = (node: string) =>
+      JSON.stringify({ apiVersion: "cloak.dev/v1alpha1", kind: "CloakKey", metadata: { name: other }, spec: { driver: "csi.cloak.dev", node, volumes: ["vol-x"] } });
+    // n2's token may not make (or change) a key of n1 ...
+    const refused = await kubectl(["create", "-f", "-"], { input: record(NODE), kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
+    expect(refused.stderr).toMatch(new RegExp(`the node plugin on ${NODE2} may not write the key of another node \\(${NODE}\\)`));
+    await kubectl(["create", "-f", "-"], { input: record(NODE), kubeconfig: stack(NODE).kubeconfig });
+    // An update (what the controller's compare-and-swap sends) from n2: refused by the policy.
+    const current = JSON.parse((await kubectl(["get", "cloakkey", other, "-o", "json"])).stdout) as { spec: Record<string, unknown> };
+    const emptied = JSON.stringify({ ...current, spec: { ...current.spec, volumes: [] } });
+    const replaced = await kubectl(["replace", "-f", "-"], { input: emptied, kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
+    expect(replaced.stderr).toMatch(/may not write the key of another node/);
+    // ... nor delete one: RBAC gives the plugins no delete.
+    const deleted = await kubectl(["delete", "cloakkey", other], { kubeconfig: stack(NODE2).kubeconfig, okExitCodes: [1] });
+    expect(deleted.stderr).toMatch(/forbidden/);
+    await kubectl(["delete", "cloakkey", other]);
+  });
 });
 
 async function readHead(file: string): Promise<Buffer> {

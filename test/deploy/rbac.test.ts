@@ -44,6 +44,9 @@ const ACCOUNTS: readonly Account[] = [
       // external-snapshotter
       ["update", "volumesnapshotcontents", { group: "snapshot.storage.k8s.io", subresource: "status" }],
       ["list", "volumesnapshotclasses", { group: "snapshot.storage.k8s.io" }],
+      // the controller's key records (an admission policy limits them to its own node's keys)
+      ["create", "cloakkeys", { group: "cloak.dev" }],
+      ["update", "cloakkeys", { group: "cloak.dev" }],
     ],
     forbidden: [
       ["get", "secrets", { namespace: NAMESPACE }],
@@ -62,6 +65,8 @@ const ACCOUNTS: readonly Account[] = [
       ["bind", "clusterroles", { group: "rbac.authorization.k8s.io" }],
       ["impersonate", "serviceaccounts", { namespace: NAMESPACE }],
       ["create", "serviceaccounts", { namespace: NAMESPACE, subresource: "token", name: "cloak-keyservice" }],
+      ["delete", "cloakkeys", { group: "cloak.dev" }],
+      ["create", "tokenreviews", { group: "authentication.k8s.io" }],
     ],
   },
   {
@@ -87,14 +92,30 @@ const ACCOUNTS: readonly Account[] = [
   },
   {
     name: "cloak-keyservice",
-    allowed: [],
+    allowed: [
+      // What "which node holds which volume" is made of, and verifying the node plugin's tokens.
+      ["list", "persistentvolumes"],
+      ["watch", "persistentvolumes"],
+      ["list", "persistentvolumeclaims"],
+      ["watch", "persistentvolumeclaims", { namespace: APP_NS }],
+      ["list", "pods"],
+      ["watch", "pods", { namespace: NAMESPACE }],
+      ["list", "volumeattachments", { group: "storage.k8s.io" }],
+      ["watch", "cloakkeys", { group: "cloak.dev" }],
+      ["create", "tokenreviews", { group: "authentication.k8s.io" }],
+    ],
     forbidden: [
       // It reads its Secrets from volumes; through the API it may not, not even its own.
       ["get", "secrets", { namespace: NAMESPACE, name: "cloak-keyservice-keys" }],
       ["list", "secrets", { namespace: NAMESPACE }],
-      ["list", "pods", { namespace: NAMESPACE }],
       ["get", "nodes"],
-      ["create", "tokenreviews", { group: "authentication.k8s.io" }],
+      // Read-only: it can neither make a volume nor record, change or revoke a key.
+      ["create", "persistentvolumes"],
+      ["update", "cloakkeys", { group: "cloak.dev" }],
+      ["create", "cloakkeys", { group: "cloak.dev" }],
+      ["delete", "pods", { namespace: NAMESPACE }],
+      ["create", "serviceaccounts", { namespace: NAMESPACE, subresource: "token", name: "cloak-csi-node" }],
+      ["create", "subjectaccessreviews", { group: "authorization.k8s.io" }],
     ],
   },
 ];

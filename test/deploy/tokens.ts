@@ -7,16 +7,22 @@ import { stringify } from "yaml";
  * that they name its node), and kubeconfigs that carry them.
  */
 
-/** A token for `serviceAccount` in `namespace`, bound to `pod` when given, else unbound. */
-export async function serviceAccountToken(core: CoreV1Api, o: { namespace: string; serviceAccount: string; pod?: V1Pod }): Promise<string> {
+/**
+ * A token for `serviceAccount` in `namespace`, bound to `pod` when given, else unbound; for the
+ * API server's audience unless `audiences` names others (a projected token for the key service).
+ */
+export async function serviceAccountToken(
+  core: CoreV1Api,
+  o: { namespace: string; serviceAccount: string; pod?: V1Pod; audiences?: string[]; expirationSeconds?: number },
+): Promise<string> {
   const pod = o.pod;
   const res = await core.createNamespacedServiceAccountToken({
     namespace: o.namespace,
     name: o.serviceAccount,
     body: {
       spec: {
-        audiences: [],
-        expirationSeconds: 3600,
+        audiences: o.audiences ?? [],
+        expirationSeconds: o.expirationSeconds ?? 3600,
         ...(pod ? { boundObjectRef: { apiVersion: "v1", kind: "Pod", name: pod.metadata?.name ?? "", uid: pod.metadata?.uid ?? "" } } : {}),
       },
     },

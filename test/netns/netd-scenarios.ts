@@ -141,11 +141,26 @@ export function netdScenarios(o: ScenarioOptions): void {
     await cluster.waitForPeers(n3, { n1: pods(n1), n2: pods(n2) });
     expect(await send(tb, n3.podNs, n1.podIP4, UDP_ECHO, "hello")).toBe(true);
     expect(await send(tb, n2.podNs, n3.podIP6, UDP_ECHO, "hello")).toBe(true);
+    // Status and metrics serve the last counters read (1 s after a change of peers, then every
+    // 10 s), not a `wg` per request: they show the new peer and its traffic within one read.
     // `status` finds the running agent's address in its state directory.
-    const status = await cloak(n1, "status", `--state-dir=${cluster.stateDir(n1)}`);
+    const status = await waitFor(
+      "n1's status to list n3",
+      async () => {
+        const s = await cloak(n1, "status", `--state-dir=${cluster.stateDir(n1)}`);
+        return /^n3\s/m.test(s.stdout) && s;
+      },
+      scaled(15_000),
+    );
     expect(status.stdout).toMatch(/^n2\s+\S+\s+\d+s ago\s+up/m);
-    expect(status.stdout).toMatch(/^n3\s/m);
-    const metrics = await httpGet(tb, n1.ns, "http://127.0.0.1:9478/metrics");
+    const metrics = await waitFor(
+      "n1's metrics to count bytes sent to n3",
+      async () => {
+        const m = await httpGet(tb, n1.ns, "http://127.0.0.1:9478/metrics");
+        return /^netd_peer_sent_bytes\{node="n3"\} [1-9]/m.test(m.body) && m;
+      },
+      scaled(15_000),
+    );
     expect(metrics.body).toMatch(/^netd_peers_configured 2$/m);
     expect(metrics.body).toMatch(/^netd_peers_connected 2$/m);
     expect(metrics.body).toMatch(/^netd_peer_sent_bytes\{node="n3"\} [1-9]/m);

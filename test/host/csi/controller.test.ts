@@ -87,7 +87,8 @@ describe("CreateVolume", () => {
 
   it("accepts the parameters sidecars add and records integrity", async () => {
     const { volume } = await create("pvc-integrity", 64 * MiB, { integrity: "true", "csi.storage.k8s.io/pvc/name": "data" });
-    expect(volume?.volume_context).toEqual({ fsType: "ext4", integrity: "true" });
+    // The key id the controller chose (the LUKS UUID the node formats with) travels with them.
+    expect(volume?.volume_context).toEqual({ fsType: "ext4", integrity: "true", "cloak.dev/key-id": expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/) });
     // Room for dm-integrity's tags and journal on top of the header and the capacity.
     expect(await diskSize(volume!.volume_id)).toBeGreaterThan(80 * MiB);
   });

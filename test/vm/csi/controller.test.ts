@@ -67,6 +67,35 @@ describe("snapshots, restores and clones", () => {
   });
 });
 
+describe("the key id the controller chooses", () => {
+  it("is the UUID the node formats with, handed over in the volume context; copies inherit it", async () => {
+    const { volume } = await fx.plugin.client.controller("CreateVolume", { name: "pvc-keyed", capacity_range: { required_bytes: 32 * MiB }, volume_capabilities: [mountCapability()] });
+    const id = volume!.volume_id;
+    const keyId = volume!.volume_context["cloak.dev/key-id"] ?? "";
+    expect(keyId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    // As kubelet stages it: with the PV's volumeAttributes, which are the volume context.
+    await fx.stage(id, mountCapability(), volume!.volume_context);
+    expect(await fx.luksUuid(id)).toBe(keyId);
+    await fx.unstage(id);
+    const { volume: clone } = await fx.plugin.client.controller("CreateVolume", {
+      name: "pvc-keyed-clone",
+      capacity_range: { required_bytes: 32 * MiB },
+      volume_capabilities: [mountCapability()],
+      volume_content_source: { volume: { volume_id: id } },
+    });
+    expect(clone!.volume_context["cloak.dev/key-id"]).toBe(keyId);
+    await fx.stage(clone!.volume_id, mountCapability(), clone!.volume_context);
+    await fx.unstage(clone!.volume_id);
+
+    // A context naming another key than the disk's header carries: refused, nothing opened.
+    await expect(fx.stage(id, mountCapability(), { ...volume!.volume_context, "cloak.dev/key-id": "00000000-0000-4000-8000-000000000000" })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(new RegExp(`the disk's LUKS UUID ${keyId} is not the key id 00000000-0000-4000-8000-000000000000 the volume was created with`)),
+    });
+    await fx.unstage(id);
+  });
+});
+
 describe("an integrity volume", () => {
   it("is formatted with dm-integrity, holds data, and refuses expansion with a clear message", async () => {
     const id = await createVolume("pvc-integrity", 32 * MiB, { parameters: { integrity: "true" } });
