@@ -1,6 +1,7 @@
 import type { Logger } from "../../lib/log.js";
 import type { ControllerDiskSource, DiskInventory, DiskRef } from "../disk/disk-source.js";
 import type { RecordStore } from "../disk/local/record-store.js";
+import { NO_LINEAGE, type KeyLineage } from "../keys/lineage.js";
 import type { VolumeLocks } from "../volume-locks.js";
 import type { SnapshotRecord, VolumeRecord } from "./records.js";
 
@@ -68,6 +69,10 @@ export interface ReconcilerOptions {
   readonly locks: VolumeLocks;
   readonly log: Logger;
   readonly abandonAfterMs: number;
+  /** Where the controller records each key's members: a finished delete or cleanup releases its key there too. */
+  readonly lineage?: KeyLineage | undefined;
+  /** This driver's name, as the lineage records it. */
+  readonly driverName?: string | undefined;
 }
 
 export class Reconciler {
@@ -102,6 +107,7 @@ export class Reconciler {
           log.warn(ids, "a volume being deleted is attached again; its delete waits for the CO's retry");
         } else {
           await disks.destroy(step.disk);
+          await this.releaseKey(step.disk);
           await (step.disk.kind === "volume" ? volumes : snapshots).remove(step.disk.id);
           log.info(ids, "finished an interrupted delete");
         }
@@ -126,6 +132,7 @@ export class Reconciler {
         await locks.with(nameLock.get(disk.id) ?? disk.id, "abandoned-creation cleanup", () =>
           locks.with(disk.id, "abandoned-creation cleanup", async () => {
             await disks.destroy(disk);
+            await this.releaseKey(disk);
             await (disk.kind === "volume" ? volumes : snapshots).remove(disk.id);
           }),
         );
@@ -135,6 +142,18 @@ export class Reconciler {
         log.warn({ kind: disk.kind, id: disk.id, err: err instanceof Error ? err.message : String(err) }, "could not remove an abandoned creation");
       }
     }
+  }
+
+  /**
+   * After the disk is gone, before the record (as DeleteVolume does): a crash in between leaves
+   * the record, so the next attempt still knows the key to release.
+   */
+  private async releaseKey(disk: DiskRef): Promise<void> {
+    const { volumes, snapshots } = this.options;
+    const keyId = (disk.kind === "volume" ? volumes.get(disk.id) : snapshots.get(disk.id))?.keyId;
+    if (keyId === undefined) return;
+    const lineage = this.options.lineage ?? NO_LINEAGE;
+    await lineage.release({ keyId, driver: this.options.driverName ?? "csi.cloak.dev", member: disk, signal: AbortSignal.timeout(60_000) });
   }
 
   /** Sweeps every `min(10 min, abandonAfter / 2)` until stopped. */

@@ -131,6 +131,8 @@ describe("the KMS overlay", () => {
 describe("the KMS overlay on the API server", () => {
   beforeAll(async () => {
     await kubectl(["apply", "-f", join(manifestsDir(), "base/namespace.yaml")]);
+    // What these tests create must not exist yet, whatever another file left in the namespace.
+    await kubectl(["-n", NAMESPACE, "delete", "secret", "--ignore-not-found", SECRET]);
     applied = objects.filter((o) => ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "ServiceAccount", "Role", "RoleBinding"].includes(o.kind) && !o.metadata.name.startsWith("cloak-netd") && (o.metadata.name.includes("rewrap") || o.metadata.name.includes("wrapped-only")));
     expect(applied.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
       "Role/cloak-keyservice-rewrap",

@@ -238,6 +238,9 @@ afterAll(async () => {
   for (const n of nodes.values()) for (const s of Object.values(n.sidecars)) await s.stop();
   for (const d of [...daemons.values()].reverse()) await d.stop("SIGTERM", 5_000);
   await kubectl(["delete", "namespace", APP_NS, "--wait=false"], { okExitCodes: [1] }).catch(() => undefined);
+  // The Secrets it made in cloak's namespace, which the other files share (the KMS overlay's
+  // test makes its own key service Secret).
+  await kubectl(["-n", NAMESPACE, "delete", "secret", "--ignore-not-found", "cloak-keyservice-keys", "cloak-keyservice-tls", "cloak-csi-node-keyservice-tls"]).catch(() => undefined);
 });
 
 /** The CloakKey record of a key id (keyservice/README.md, "Authorisation"), or undefined. */
