@@ -21,7 +21,7 @@ import type { ControllerDiskSource, CopyProgress, DiskRef } from "../disk/disk-s
 import type { RecordStore } from "../disk/local/record-store.js";
 import { failpoint } from "../failpoints.js";
 import { keyIdContext, keyIdFor } from "../keys/binding.js";
-import { NO_LINEAGE, type KeyLineage } from "../keys/lineage.js";
+import { NO_LINEAGE, releaseMember, type KeyLineage } from "../keys/lineage.js";
 import type { LuksDevices } from "../luks/luks-device.js";
 import { TOPOLOGY_NODE_KEY } from "../node/node-service.js";
 import * as validate from "../validate.js";
@@ -95,7 +95,7 @@ export function createControllerService(options: ControllerServiceOptions): Asyn
   const bindKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
     keyId === undefined ? Promise.resolve() : lineage.bind({ keyId, driver, node: nodeId, member, signal });
   const releaseKey = (keyId: string | undefined, member: { kind: "volume" | "snapshot"; id: string }, signal: AbortSignal) =>
-    keyId === undefined ? Promise.resolve() : lineage.release({ keyId, driver, member, signal }).then(() => undefined);
+    releaseMember(lineage, { keyId, driver, member, signal });
 
   function toVolume(record: VolumeRecord): Volume {
     return {

@@ -1,7 +1,7 @@
 import type { Logger } from "../../lib/log.js";
 import type { ControllerDiskSource, DiskInventory, DiskRef } from "../disk/disk-source.js";
 import type { RecordStore } from "../disk/local/record-store.js";
-import { NO_LINEAGE, type KeyLineage } from "../keys/lineage.js";
+import { releaseMember, type KeyLineage } from "../keys/lineage.js";
 import type { VolumeLocks } from "../volume-locks.js";
 import type { SnapshotRecord, VolumeRecord } from "./records.js";
 
@@ -70,9 +70,9 @@ export interface ReconcilerOptions {
   readonly log: Logger;
   readonly abandonAfterMs: number;
   /** Where the controller records each key's members: a finished delete or cleanup releases its key there too. */
-  readonly lineage?: KeyLineage | undefined;
+  readonly lineage: KeyLineage;
   /** This driver's name, as the lineage records it. */
-  readonly driverName?: string | undefined;
+  readonly driverName: string;
 }
 
 export class Reconciler {
@@ -149,11 +149,9 @@ export class Reconciler {
    * the record, so the next attempt still knows the key to release.
    */
   private async releaseKey(disk: DiskRef): Promise<void> {
-    const { volumes, snapshots } = this.options;
+    const { volumes, snapshots, lineage, driverName } = this.options;
     const keyId = (disk.kind === "volume" ? volumes.get(disk.id) : snapshots.get(disk.id))?.keyId;
-    if (keyId === undefined) return;
-    const lineage = this.options.lineage ?? NO_LINEAGE;
-    await lineage.release({ keyId, driver: this.options.driverName ?? "csi.cloak.dev", member: disk, signal: AbortSignal.timeout(60_000) });
+    await releaseMember(lineage, { keyId, driver: driverName, member: disk, signal: AbortSignal.timeout(60_000) });
   }
 
   /** Sweeps every `min(10 min, abandonAfter / 2)` until stopped. */

@@ -36,6 +36,17 @@ export interface KeyLineage {
   release(o: { keyId?: string | undefined; driver: string; member: LineageMember; signal?: AbortSignal | undefined }): Promise<{ revoked: boolean }>;
 }
 
+/**
+ * Releases a member whose disk is gone, for a controller that recorded its key id; a member
+ * made before key binding (no key id) has no record to release.
+ */
+export async function releaseMember(
+  lineage: KeyLineage,
+  o: { keyId: string | undefined; driver: string; member: LineageMember; signal?: AbortSignal | undefined },
+): Promise<void> {
+  if (o.keyId !== undefined) await lineage.release({ ...o, keyId: o.keyId });
+}
+
 /** For a plugin without the Kubernetes API (development, csi-sanity): records nothing. */
 export const NO_LINEAGE: KeyLineage = {
   kind: "none",
