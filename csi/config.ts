@@ -152,11 +152,6 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   const keySource = wrap && !services.includes("node") && !values["key-dir"] && !values.keyservice ? ({ kind: "none" } as const) : keySourceConfig(values);
   const keyLineage = values["key-lineage"];
   if (keyLineage !== "kubernetes" && keyLineage !== "none") throw new InvalidArgumentError(`--key-lineage takes kubernetes or none, not ${JSON.stringify(keyLineage)}`);
-  if (wrap && keyLineage === "kubernetes") {
-    // The wrapper's controller does not choose or record key ids yet: saying so beats a node
-    // whose keys the key service's per-node authorisation would refuse.
-    throw new InvalidArgumentError("--key-lineage kubernetes is not supported with --wrap yet: the wrapper does not bind key ids to volumes");
-  }
   const roots = values["allowed-path-root"] ?? ["/var/lib/kubelet"];
   for (const root of roots) {
     if (!root.startsWith("/")) throw new InvalidArgumentError(`--allowed-path-root ${root} must be absolute`);

@@ -74,7 +74,9 @@ export async function main(argv: string[]): Promise<number> {
 
   if (serves("controller")) {
     const definition = wrap?.controllerDefinition ?? csi.Controller.service;
-    const controller = wrap?.controller() ?? (await localController(config, { run, log, luks, locks, metrics }));
+    const controller = wrap
+      ? wrap.controller({ lineage: await keyLineage(config, log), driver: config.driverName })
+      : await localController(config, { run, log, luks, locks, metrics });
     services.push({
       definition,
       implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log, metrics),
@@ -152,7 +154,7 @@ async function localController(
   deps: { run: Runner; log: Logger; luks: LuksDevices; locks: VolumeLocks; metrics: CsiMetrics },
 ): Promise<AsyncHandlers<ControllerHandlers>> {
   const { run, log, luks, locks, metrics } = deps;
-  const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
+  const lineage = await keyLineage(config, log);
   const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
   const onQuarantine = (path: string, reason: string): void => {
     log.error({ path, reason }, "quarantined a record that cannot be read");
@@ -178,8 +180,9 @@ async function localController(
   });
 }
 
-/** The lineage in the Kubernetes API; its client is loaded only when it is used. */
-async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
+/** The configured key lineage; the Kubernetes API's client is loaded only when it is used. */
+async function keyLineage(config: CsiConfig, log: Logger): Promise<KeyLineage> {
+  if (config.keyLineage !== "kubernetes") return NO_LINEAGE;
   const [{ kubernetesLineage }, { KubeClient }] = await Promise.all([import("./keys/lineage.js"), import("../lib/kube/client.js")]);
-  return kubernetesLineage({ api: await KubeClient.connect(kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
+  return kubernetesLineage({ api: await KubeClient.connect(config.kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

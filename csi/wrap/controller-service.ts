@@ -8,10 +8,14 @@ import { int64ToNumber } from "../../lib/proto.js";
 import type { ControllerDefinition, ControllerHandlers } from "../../proto/gen/csi/v1/Controller.js";
 import type { ControllerServiceCapability__Output } from "../../proto/gen/csi/v1/ControllerServiceCapability.js";
 import type { VolumeCapability__Output } from "../../proto/gen/csi/v1/VolumeCapability.js";
+import type { VolumeContentSource__Output } from "../../proto/gen/csi/v1/VolumeContentSource.js";
+import type { LineageMember } from "../../lib/key-lineage.js";
 import { LUKS_HEADER_BYTES, minimumCapacityBytes, parseCapacityRange, sizeFor } from "../controller/capacity.js";
 import type { CallBounds } from "../disk/disk-source.js";
 import { DEFAULT_FILESYSTEM } from "../node/stage-plan.js";
+import { keyIdContext } from "../keys/binding.js";
 import type { InnerDriver } from "./inner-driver.js";
+import type { WrapKeyBinding } from "./key-binding.js";
 import { checkCapability, wrapContext, wrapParameters } from "./policy.js";
 import { bytesOf, respondWith } from "./raw-messages.js";
 import * as translate from "./translate.js";
@@ -21,6 +25,8 @@ export interface WrapControllerOptions {
   readonly inner: InnerDriver;
   /** csi.v1.Controller as proto-loader loads it: for decoding what is sent back. */
   readonly definition: ControllerDefinition;
+  /** Where each volume's and snapshot's key id is recorded (./key-binding.ts). */
+  readonly keys: WrapKeyBinding;
   readonly log: Logger;
 }
 
@@ -52,10 +58,11 @@ const HONOURED: readonly string[] = [
  * sizes grow by the LUKS2 header on the way in and shrink by it on the way out, cloak's
  * `cloak.dev/` keys stay out of what the inner driver sees. Topology, secrets,
  * publish_context, content sources, mutable parameters and any field of a newer CSI spec pass
- * byte for byte. cloak keeps no state of its own here.
+ * byte for byte. cloak keeps no state of its own here: each volume's key id is recorded in the
+ * key lineage and returned in its volume_context, as the local controller does.
  */
 export function createWrapControllerService(options: WrapControllerOptions): AsyncHandlers<ControllerHandlers> {
-  const { inner, definition } = options;
+  const { inner, definition, keys } = options;
 
   /** Forwards `bytes` as `method`, returns the inner answer after `rewrite`, as bytes and decoded. */
   async function forward<K extends keyof ControllerDefinition & string>(
@@ -94,18 +101,25 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
         requiredBytes: BigInt(sizing.diskBytes),
         limitBytes: requested.limitBytes > 0 ? BigInt(requested.limitBytes) + overhead : 0n,
       };
-      const response = await forward("CreateVolume", translate.createVolumeRequest(bytesOf(req), range), context, (answer) =>
-        translate.createVolumeResponse(answer, overhead, wrapContext(parameters)),
-      );
+      const source = contentSource(req.volume_content_source);
+      const sourceKeyId = source && (await keys.sourceKey(source, context.signal));
+      const created = await inner.callRaw(definition, "CreateVolume", translate.createVolumeRequest(bytesOf(req), range), bounds(context));
+      const volumeId = definition.CreateVolume.responseDeserialize(created).volume?.volume_id ?? "";
+      if (volumeId === "") throw new FailedPreconditionError(`the inner driver ${inner.target} answered CreateVolume ${req.name} without a volume id`);
+      const keyId = await keys.bindVolume(volumeId, sourceKeyId, source !== undefined, context.signal);
+      const answer = translate.createVolumeResponse(created, overhead, { ...wrapContext(parameters), ...keyIdContext(keyId) });
+      const response = respondWith(definition.CreateVolume.responseDeserialize(answer), answer);
       options.log.info(
-        { name: req.name, volume_id: response.volume?.volume_id, capacity: response.volume?.capacity_bytes, integrity: parameters.integrity },
+        { name: req.name, volume_id: volumeId, keyId, capacity: response.volume?.capacity_bytes, integrity: parameters.integrity },
         "volume created by the inner driver",
       );
       return response;
     },
 
     async DeleteVolume(req, context) {
-      return forwardDelete("DeleteVolume", bytesOf(req), context);
+      const answer = await forwardDelete("DeleteVolume", bytesOf(req), context);
+      await keys.release({ kind: "volume", id: req.volume_id }, context.signal);
+      return answer;
     },
 
     async ControllerPublishVolume(req, context) {
@@ -166,11 +180,18 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
     async CreateSnapshot(req, context) {
       const ours = Object.keys(req.parameters).filter(translate.isCloakKey);
       if (ours.length > 0) throw new InvalidArgumentError(`cloak takes no snapshot parameters (${ours.sort().join(", ")})`);
-      return forward("CreateSnapshot", translate.createSnapshotRequest(bytesOf(req)), context, (answer) => translate.snapshotResponse(answer, HEADER));
+      const sourceKeyId = await keys.sourceKey({ kind: "volume", id: req.source_volume_id }, context.signal);
+      const response = await forward("CreateSnapshot", translate.createSnapshotRequest(bytesOf(req)), context, (answer) => translate.snapshotResponse(answer, HEADER));
+      const snapshotId = response.snapshot?.snapshot_id ?? "";
+      if (snapshotId === "") throw new FailedPreconditionError(`the inner driver ${inner.target} answered CreateSnapshot ${req.name} without a snapshot id`);
+      await keys.bindSnapshot(snapshotId, sourceKeyId, context.signal);
+      return response;
     },
 
     async DeleteSnapshot(req, context) {
-      return forwardDelete("DeleteSnapshot", bytesOf(req), context);
+      const answer = await forwardDelete("DeleteSnapshot", bytesOf(req), context);
+      await keys.release({ kind: "snapshot", id: req.snapshot_id }, context.signal);
+      return answer;
     },
 
     async ListSnapshots(req, context) {
@@ -205,6 +226,13 @@ type ResponseOf<M> = M extends MethodDefinition<infer _Req, infer _Res, infer _R
 
 function bounds(context: CallContext): CallBounds {
   return { signal: context.signal, deadline: callDeadline(context.call) };
+}
+
+/** The volume or snapshot a new volume copies, as the lineage names its members. */
+function contentSource(source: VolumeContentSource__Output | null): LineageMember | undefined {
+  if (source?.type === "volume") return { kind: "volume", id: source.volume?.volume_id ?? "" };
+  if (source?.type === "snapshot") return { kind: "snapshot", id: source.snapshot?.snapshot_id ?? "" };
+  return undefined;
 }
 
 function rpcType(capability: ControllerServiceCapability__Output): string {

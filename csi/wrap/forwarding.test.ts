@@ -18,6 +18,8 @@ import { startScriptedCsiServer, type ScriptedCsiServer } from "../../test/suppo
 import { LuksDevices } from "../luks/luks-device.js";
 import { createNodeService } from "../node/node-service.js";
 import { VolumeLocks } from "../volume-locks.js";
+import type { KeyLineage } from "../keys/lineage.js";
+import type { LineageMember } from "../../lib/key-lineage.js";
 import { innerPaths } from "./layout.js";
 import { NO_KEYS } from "./no-keys.js";
 import { wrapServices } from "./services.js";
@@ -40,6 +42,34 @@ let client: CsiClient;
 let kubelet: string;
 let innerRoot: string;
 
+/**
+ * The key lineage as a map (the real one, against a real API server, is tested in
+ * test/host/keyservice/authz.test.ts and through the wrapper in test/deploy/wrap.test.ts).
+ */
+const records = new Map<string, { members: Set<string>; revoked: boolean }>();
+const memberKey = (m: LineageMember) => `${m.kind}:${m.id}`;
+const lineage: KeyLineage = {
+  kind: "memory",
+  async bind({ keyId, member }) {
+    const record = records.get(keyId) ?? { members: new Set<string>(), revoked: false };
+    if (record.revoked) throw new Error(`key ${keyId} is revoked`);
+    record.members.add(memberKey(member));
+    records.set(keyId, record);
+  },
+  async release({ member }) {
+    for (const record of records.values()) {
+      if (!record.members.delete(memberKey(member))) continue;
+      record.revoked = record.members.size === 0;
+      return { revoked: record.revoked };
+    }
+    return { revoked: false };
+  },
+  async find({ member }) {
+    return [...records].find(([, r]) => r.members.has(memberKey(member)))?.[0];
+  },
+};
+const SEEDED_KEY = "00000000-0000-4000-8000-000000000001";
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "cloak-wrap-forwarding-"));
   kubelet = join(dir, "kubelet");
@@ -60,7 +90,10 @@ beforeAll(async () => {
     endpoint: { kind: "unix", path: join(dir, "cloak.sock") },
     logger: log,
     services: [
-      { definition: wrap.controllerDefinition, implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", wrap.controllerDefinition, wrap.controller(), log) },
+      {
+        definition: wrap.controllerDefinition,
+        implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", wrap.controllerDefinition, wrap.controller({ lineage, driver: "wrapped.cloak.dev" }), log),
+      },
       { definition: wrap.nodeDefinition, implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", wrap.nodeDefinition, node, log) },
     ],
     drainMs: 100,
@@ -78,6 +111,9 @@ afterAll(async () => {
 beforeEach(() => {
   inner.calls.length = 0;
   inner.scripts.clear();
+  records.clear();
+  // A volume made earlier, with its key on record.
+  records.set(SEEDED_KEY, { members: new Set(["volume:v"]), revoked: false });
 });
 
 type AnyDef = MethodDefinition<object, object, object, object>;
@@ -149,7 +185,11 @@ describe("the controller forwards messages without losing fields", () => {
     expect(hex(back, 99)).toEqual([FUTURE.encoded.toString("hex")]);
     const vol = parseFields(back.find((f) => f.number === 1)?.payload ?? Buffer.alloc(0));
     const innerVol = parseFields(parseFields(volume).find((f) => f.number === 1)?.payload ?? Buffer.alloc(0));
-    for (const n of [2, 3, 5]) expect(hex(vol, n), `volume field ${n}`).toEqual(hex(innerVol, n));
+    for (const n of [2, 5]) expect(hex(vol, n), `volume field ${n}`).toEqual(hex(innerVol, n));
+    // The inner driver's context entries unchanged, then the key id cloak chose.
+    expect(hex(vol, 3).slice(0, -1)).toEqual(hex(innerVol, 3));
+    const keyId = (csi.Controller.service.CreateVolume.responseDeserialize(answer).volume?.volume_context ?? {})["cloak.dev/key-id"];
+    expect(keyId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
   });
 
   it("ControllerPublishVolume: publish_context comes back byte for byte", async () => {
@@ -176,6 +216,55 @@ describe("the controller forwards messages without losing fields", () => {
     const deadline = inner.calls[0]?.deadline ?? 0;
     expect(deadline).toBeGreaterThan(before + 10_000);
     expect(deadline).toBeLessThanOrEqual(before + 20_000 - 2_000 + 50);
+  });
+});
+
+describe("key binding", () => {
+  const MOUNT = [{ mount: { fs_type: "ext4" }, access_mode: { mode: "SINGLE_NODE_WRITER" as const } }];
+  const created = (volume_id: string) => ({ response: { volume: { volume_id, capacity_bytes: String(64n * MiB + HEADER) } } });
+  const create = async (name: string, volume_content_source?: object) =>
+    (await client.controller("CreateVolume", { name, capacity_range: { required_bytes: String(64n * MiB) }, volume_capabilities: MOUNT, volume_content_source }))
+      .volume?.volume_context?.["cloak.dev/key-id"];
+
+  it("records a new volume under its inner id with a new key id, and a repeated CreateVolume keeps it", async () => {
+    inner.scripts.set("CreateVolume", created("disks/a"));
+    const keyId = await create("pvc-a");
+    expect(keyId).toMatch(/^[0-9a-f-]{36}$/);
+    expect([...(records.get(keyId ?? "")?.members ?? [])]).toEqual(["volume:disks/a"]);
+    // A retry after a crash: the inner driver answers with the same disk, which keeps its key.
+    expect(await create("pvc-a")).toBe(keyId);
+    expect(records.size).toBe(2);
+  });
+
+  it("gives clones, snapshots and restores their source's key id", async () => {
+    inner.scripts.set("CreateVolume", created("disks/clone"));
+    expect(await create("pvc-clone", { volume: { volume_id: "v" } })).toBe(SEEDED_KEY);
+    inner.scripts.set("CreateSnapshot", { response: { snapshot: { snapshot_id: "snaps/s1", source_volume_id: "v", ready_to_use: true } } });
+    await client.controller("CreateSnapshot", { name: "snap-1", source_volume_id: "v" });
+    inner.scripts.set("CreateVolume", created("disks/restored"));
+    expect(await create("pvc-restored", { snapshot: { snapshot_id: "snaps/s1" } })).toBe(SEEDED_KEY);
+    expect([...(records.get(SEEDED_KEY)?.members ?? [])].sort()).toEqual(["snapshot:snaps/s1", "volume:disks/clone", "volume:disks/restored", "volume:v"]);
+  });
+
+  it("refuses to copy a volume or snapshot without a key record, before the inner driver copies anything", async () => {
+    inner.scripts.set("CreateVolume", created("disks/x"));
+    inner.scripts.set("CreateSnapshot", { response: { snapshot: { snapshot_id: "snaps/x", source_volume_id: "imported" } } });
+    await expect(create("pvc-x", { volume: { volume_id: "imported" } })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/volume imported has no key record/),
+    });
+    await expect(create("pvc-y", { snapshot: { snapshot_id: "snaps/unknown" } })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+    await expect(client.controller("CreateSnapshot", { name: "s", source_volume_id: "imported" })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION });
+    expect(inner.calls).toEqual([]);
+  });
+
+  it("releases a deleted volume's key only after the inner driver deleted it; the last one revokes it", async () => {
+    inner.scripts.set("DeleteVolume", { error: { code: status.UNAVAILABLE, details: "the cloud is down" } });
+    await expect(client.controller("DeleteVolume", { volume_id: "v" })).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    expect(records.get(SEEDED_KEY)).toMatchObject({ revoked: false });
+    inner.scripts.set("DeleteVolume", { response: {} });
+    await client.controller("DeleteVolume", { volume_id: "v" });
+    expect(records.get(SEEDED_KEY)).toMatchObject({ revoked: true });
   });
 });
 

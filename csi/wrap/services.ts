@@ -9,7 +9,9 @@ import type { NodeDefinition } from "../../proto/gen/csi/v1/Node.js";
 import type { NodeDiskSource } from "../disk/disk-source.js";
 import { createWrapControllerService } from "./controller-service.js";
 import { wrapIdentity } from "./identity.js";
+import type { KeyLineage } from "../keys/lineage.js";
 import { InnerDriver } from "./inner-driver.js";
+import { wrapKeyBinding } from "./key-binding.js";
 import { createWrapNodeSource } from "./node-source.js";
 import { withRawMessages } from "./raw-messages.js";
 
@@ -32,7 +34,8 @@ export interface WrapServices extends Stoppable {
   /** Definitions that hand handlers their requests' bytes and send responses as given. */
   readonly controllerDefinition: ControllerDefinition;
   readonly nodeDefinition: NodeDefinition;
-  controller(): AsyncHandlers<ControllerHandlers>;
+  /** The controller, recording key ids in `lineage` under cloak's `driver` name. */
+  controller(keys: { lineage: KeyLineage; driver: string }): AsyncHandlers<ControllerHandlers>;
   nodeSource(): NodeDiskSource;
 }
 
@@ -45,7 +48,7 @@ export function wrapServices(options: WrapServicesOptions): WrapServices {
     identity: (base) => wrapIdentity(base, { inner, definition: csi.Identity.service }),
     controllerDefinition: withRawMessages(csi.Controller.service),
     nodeDefinition: withRawMessages(csi.Node.service),
-    controller: () => createWrapControllerService({ inner, definition: csi.Controller.service, log }),
+    controller: (keys) => createWrapControllerService({ inner, definition: csi.Controller.service, keys: wrapKeyBinding(keys), log }),
     nodeSource: () => createWrapNodeSource({ inner, definition: csi.Node.service, root: options.innerRoot, run: options.run, log, capabilitiesTtlMs: options.capabilitiesTtlMs }),
     stop: async () => inner.close(),
   };

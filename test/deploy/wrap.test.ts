@@ -129,7 +129,7 @@ beforeAll(async () => {
   // and the shared API server's other files run the local overlay's).
   const needed = rendered.filter(
     (o) =>
-      ["ConfigMap", "CSIDriver", "StorageClass", "VolumeSnapshotClass", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(o.kind) ||
+      ["CustomResourceDefinition", "ConfigMap", "CSIDriver", "StorageClass", "VolumeSnapshotClass", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(o.kind) ||
       (o.kind === "ServiceAccount" && o.metadata.name === "cloak-csi-controller"),
   );
   await kubectl(["apply", "-f", "-"], { input: needed.map((o) => JSON.stringify(o)).join("\n") });
@@ -172,7 +172,8 @@ beforeAll(async () => {
   // This host's network is shared: the controller's health port moves to a free one.
   healthPort = await freePort();
   const cloak = hostCommand({ pod: identity, container: container(spec, "cloak-csi"), volumes, images, rewrite: { "0.0.0.0:9808": `127.0.0.1:${healthPort}` } });
-  await start("cloak-csi", cloak.argv, (out) => out.includes("cloak CSI plugin started"), cloak.env);
+  // As the controller's service account (its projected token in a cluster): it writes the key records.
+  await start("cloak-csi", cloak.argv, (out) => out.includes("cloak CSI plugin started"), { ...cloak.env, KUBECONFIG: kubeconfig });
   for (const name of ["csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter"]) {
     const c = command(name);
     await start(name, [...c.argv, `--kubeconfig=${kubeconfig}`], (out) => /Connected|Started|Starting|acquired lease/i.test(out), c.env);
@@ -200,6 +201,11 @@ const readPv = async (name: string): Promise<V1PersistentVolume | undefined> => 
     throw err;
   }
 };
+/** The CloakKey record of a key id (keyservice/README.md, "Authorisation"). */
+type KeyRecord = { spec: { driver: string; node?: string; volumes?: string[]; snapshots?: string[]; revoked: boolean } };
+const keyRecord = async (keyId: string) =>
+  (await custom.getClusterCustomObject({ group: "cloak.dev", version: "v1alpha1", plural: "cloakkeys", name: keyId })) as KeyRecord;
+const keyIdOf = (pv: V1PersistentVolume | undefined) => pv?.spec?.csi?.volumeAttributes?.["cloak.dev/key-id"] ?? "";
 const readPvc = (name: string) => core.readNamespacedPersistentVolumeClaim({ namespace: APP_NS, name });
 const merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 /** The inner driver's files of an id it issued (test/blockdriver/state.go). */
@@ -261,6 +267,7 @@ describe("the wrap controller's health", () => {
 describe("provisioning through cloak in front of the vendor's driver", () => {
   let pv: V1PersistentVolume;
   let handle = "";
+  let keyId = "";
 
   it("gives a claim a PV whose handle is the inner driver's volume id", async () => {
     pv = await claim("data", "64Mi");
@@ -274,6 +281,16 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     // The inner disk: the claim plus the LUKS2 header; the class's vendor parameter reached it, cloak's did not.
     expect((await stat(innerFile(handle, "img"))).size).toBe(64 * MiB + HEADER);
   }, 120_000);
+
+  it("binds the volume to a new key id: in the PV, and in a CloakKey listing the inner volume id", async () => {
+    expect(handle, "needs the provisioned volume").not.toBe("");
+    keyId = keyIdOf(pv);
+    expect(keyId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const record = await keyRecord(keyId);
+    // No node: a wrapped disk is attached wherever a pod needs it.
+    expect(record.spec).toMatchObject({ driver: DRIVER, volumes: [handle], revoked: false });
+    expect(record.spec.node).toBeUndefined();
+  });
 
   it("attaches it: a VolumeAttachment the attacher marks attached, with the inner driver's publish_context", async () => {
     expect(handle, "needs the provisioned volume").not.toBe("");
@@ -300,6 +317,7 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
   }, 120_000);
 
   let snapshotHandle = "";
+  let contentName = "";
   it("snapshots it through the snapshotter: the inner driver's snapshot, sized as the claim", async () => {
     expect(handle, "needs the provisioned volume").not.toBe("");
     const api = { group: "snapshot.storage.k8s.io", version: "v1" };
@@ -310,7 +328,7 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
       body: { apiVersion: "snapshot.storage.k8s.io/v1", kind: "VolumeSnapshot", metadata: { name: "data-snap" }, spec: { source: { persistentVolumeClaimName: "data" }, volumeSnapshotClassName: "cloak-wrapped-snapshots" } },
     })) as { metadata: { uid: string } };
     // The snapshot-controller's part: a content bound to the snapshot.
-    const contentName = `snapcontent-${snapshot.metadata.uid}`;
+    contentName = `snapcontent-${snapshot.metadata.uid}`;
     await custom.createClusterCustomObject({
       ...api,
       plural: "volumesnapshotcontents",
@@ -336,6 +354,8 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     expect(snapshotHandle).toMatch(/^blockdriver\/snapshots\/snap-[0-9a-f]{24}$/);
     expect(ready.status?.restoreSize).toBe(128 * MiB);
     expect(existsSync(innerFile(snapshotHandle, "img"))).toBe(true);
+    // The snapshot copies the header: it joins its volume's key.
+    expect((await keyRecord(keyId)).spec.snapshots).toEqual([snapshotHandle]);
     // The snapshot-controller's part again: the snapshot bound and ready, for the provisioner.
     await custom.patchNamespacedCustomObjectStatus(
       { ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap", body: { status: { boundVolumeSnapshotContentName: contentName, readyToUse: true, restoreSize: "128Mi" } } },
@@ -352,6 +372,9 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     const record = JSON.parse(await readFile(innerFile(id, "json"), "utf8")) as { sourceSnapshot?: string };
     expect(record.sourceSnapshot).toBe(snapshotHandle);
     expect((await stat(innerFile(id, "img"))).size).toBe(128 * MiB + HEADER);
+    // It carries the snapshot's header, so its source's key id.
+    expect(keyIdOf(restored)).toBe(keyId);
+    expect((await keyRecord(keyId)).spec.volumes?.sort()).toEqual([handle, id].sort());
   }, 120_000);
 
   it("detaches and deletes: ControllerUnpublish and DeleteVolume reach the inner driver", async () => {
@@ -367,9 +390,21 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     }, 90_000);
     const loops = (await testRunner()({ file: "losetup", args: ["--noheadings", "--output", "NAME", "--associated", innerFile(handle, "img")] })).stdout.trim();
     expect(loops).toBe("");
-    await custom.deleteNamespacedCustomObject({ group: "snapshot.storage.k8s.io", version: "v1", namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
+    const api = { group: "snapshot.storage.k8s.io", version: "v1" };
+    await custom.deleteNamespacedCustomObject({ ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
+    // The snapshot-controller's part: the bound content marked for deletion, which makes the
+    // snapshotter call DeleteSnapshot and drop its finalizer.
+    await custom.patchClusterCustomObject(
+      { ...api, plural: "volumesnapshotcontents", name: contentName, body: { metadata: { annotations: { "snapshot.storage.kubernetes.io/volumesnapshot-being-deleted": "yes" } } } },
+      merge,
+    );
+    await custom.deleteClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName });
+    await waitFor("the inner snapshot deleted", async () => !existsSync(innerFile(snapshotHandle, "img")), 120_000);
     for (const name of ["restored", "data"]) await core.deleteNamespacedPersistentVolumeClaim({ namespace: APP_NS, name });
     await waitFor("the inner disk deleted", async () => !existsSync(innerFile(handle, "img")), 120_000);
+    // The key's last volume and snapshot gone: revoked, the erase of a wrapped disk.
+    const revoked = await waitFor("the key revoked", async () => ((await keyRecord(keyId)).spec.revoked ? await keyRecord(keyId) : undefined), 120_000);
+    expect(revoked.spec).toMatchObject({ volumes: [], snapshots: [], revoked: true });
   }, 240_000);
 });
 
