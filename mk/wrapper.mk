@@ -4,7 +4,8 @@
 #   - unit: csi/wrap/*.test.ts (in test-unit);
 #   - the driver's own csi-sanity in every profile, on this host's loop devices (test-blockdriver);
 #   - the VM tier's test/vm/wrap (in test-vm's one boot): lifecycle, crash-resume, hostile drivers;
-#   - csi-sanity against cloak in wrapper mode, mount and block, profiles bind and attach (sanity-wrap);
+#   - csi-sanity against cloak in wrapper mode, mount and block, profiles bind and attach (in
+#     the sanity tier's one boot, mk/sanity.mk; alone: sanity-wrap);
 #   - test/deploy/wrap.test.ts: the real provisioner, attacher, resizer and snapshotter (in test-deploy).
 # `make test-wrapper` runs all of them and nothing else.
 
@@ -16,7 +17,8 @@ blockdriver:
 test-blockdriver: blockdriver sanity-tool
 	test/sanity/wrap.sh driver $(CACHE_DIR)/bin/csi-sanity-$(CSI_SANITY_VERSION) $$(test/blockdriver/build.sh)
 
-# One VM boot for both profiles, each with mount and block volumes.
+# The wrapper's part of the sanity tier alone: one VM boot for both profiles, each with mount
+# and block volumes.
 sanity-wrap: deps build vm-kernel sanity-tool blockdriver
 	test/vm/run.sh --timeout 3600 -- test/sanity/wrap.sh cloak $(CACHE_DIR)/bin/csi-sanity-$(CSI_SANITY_VERSION) $$(test/blockdriver/build.sh)
 
@@ -26,7 +28,7 @@ test-vm: blockdriver
 test-deploy: blockdriver
 bench-storage: blockdriver
 
-TEST_SUITES += test-blockdriver sanity-wrap
+TEST_SUITES += test-blockdriver
 
 test-wrapper: deps build vm-kernel blockdriver deploy-deps
 	vitest run --project unit csi/wrap lib/errors.test.ts
