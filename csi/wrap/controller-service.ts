@@ -76,14 +76,19 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
     return respondWith(def.responseDeserialize(answer), answer) as ResponseOf<ControllerDefinition[K]>;
   }
 
-  /** A delete of something already gone is a success (CSI's idempotency rule), whatever the inner driver says. */
-  async function forwardDelete<K extends "DeleteVolume" | "DeleteSnapshot">(method: K, bytes: Buffer, context: CallContext): Promise<object> {
+  /**
+   * A delete of something already gone is a success (CSI's idempotency rule), whatever the
+   * inner driver says; once it is gone, `member` leaves its key's record.
+   */
+  async function forwardDelete<K extends "DeleteVolume" | "DeleteSnapshot">(method: K, bytes: Buffer, context: CallContext, member: LineageMember): Promise<object> {
+    let answer: object = {};
     try {
-      return await forward(method, bytes, context);
+      answer = await forward(method, bytes, context);
     } catch (err) {
-      if (toGrpcStatus(err).code === GrpcStatus.NOT_FOUND) return {};
-      throw err;
+      if (toGrpcStatus(err).code !== GrpcStatus.NOT_FOUND) throw err;
     }
+    await keys.release(member, context.signal);
+    return answer;
   }
 
   return {
@@ -117,9 +122,7 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
     },
 
     async DeleteVolume(req, context) {
-      const answer = await forwardDelete("DeleteVolume", bytesOf(req), context);
-      await keys.release({ kind: "volume", id: req.volume_id }, context.signal);
-      return answer;
+      return forwardDelete("DeleteVolume", bytesOf(req), context, { kind: "volume", id: req.volume_id });
     },
 
     async ControllerPublishVolume(req, context) {
@@ -189,9 +192,7 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
     },
 
     async DeleteSnapshot(req, context) {
-      const answer = await forwardDelete("DeleteSnapshot", bytesOf(req), context);
-      await keys.release({ kind: "snapshot", id: req.snapshot_id }, context.signal);
-      return answer;
+      return forwardDelete("DeleteSnapshot", bytesOf(req), context, { kind: "snapshot", id: req.snapshot_id });
     },
 
     async ListSnapshots(req, context) {
