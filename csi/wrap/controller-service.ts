@@ -1,7 +1,7 @@
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { MethodDefinition } from "@grpc/proto-loader";
 import { callDeadline } from "../../lib/deadline.js";
-import { FailedPreconditionError, InvalidArgumentError, toGrpcStatus } from "../../lib/errors.js";
+import { FailedPreconditionError, InternalError, InvalidArgumentError, toGrpcStatus } from "../../lib/errors.js";
 import type { AsyncHandlers, CallContext } from "../../lib/grpc-handler.js";
 import type { Logger } from "../../lib/log.js";
 import { int64ToNumber } from "../../lib/proto.js";
@@ -110,7 +110,7 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
       const sourceKeyId = source && (await keys.sourceKey(source, context.signal));
       const created = await inner.callRaw(definition, "CreateVolume", translate.createVolumeRequest(bytesOf(req), range), bounds(context));
       const volumeId = definition.CreateVolume.responseDeserialize(created).volume?.volume_id ?? "";
-      if (volumeId === "") throw new FailedPreconditionError(`the inner driver ${inner.target} answered CreateVolume ${req.name} without a volume id`);
+      if (volumeId === "") throw new InternalError(`the inner driver ${inner.target} answered CreateVolume ${req.name} without a volume id`);
       const keyId = await keys.bindVolume(volumeId, sourceKeyId, source !== undefined, context.signal);
       const answer = translate.createVolumeResponse(created, overhead, { ...wrapContext(parameters), ...keyIdContext(keyId) });
       const response = respondWith(definition.CreateVolume.responseDeserialize(answer), answer);
@@ -186,7 +186,7 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
       const sourceKeyId = await keys.sourceKey({ kind: "volume", id: req.source_volume_id }, context.signal);
       const response = await forward("CreateSnapshot", translate.createSnapshotRequest(bytesOf(req)), context, (answer) => translate.snapshotResponse(answer, HEADER));
       const snapshotId = response.snapshot?.snapshot_id ?? "";
-      if (snapshotId === "") throw new FailedPreconditionError(`the inner driver ${inner.target} answered CreateSnapshot ${req.name} without a snapshot id`);
+      if (snapshotId === "") throw new InternalError(`the inner driver ${inner.target} answered CreateSnapshot ${req.name} without a snapshot id`);
       await keys.bindSnapshot(snapshotId, sourceKeyId, context.signal);
       return response;
     },

@@ -258,6 +258,12 @@ describe("key binding", () => {
     expect(inner.calls).toEqual([]);
   });
 
+  it("binds nothing to an inner answer without an id, which is the inner driver's fault (Internal)", async () => {
+    inner.scripts.set("CreateVolume", { response: { volume: { capacity_bytes: String(64n * MiB + HEADER) } } });
+    await expect(create("pvc-noid")).rejects.toMatchObject({ code: status.INTERNAL, details: expect.stringMatching(/without a volume id/) });
+    expect(records.size).toBe(1);
+  });
+
   it("releases a deleted volume's key only after the inner driver deleted it; the last one revokes it", async () => {
     inner.scripts.set("DeleteVolume", { error: { code: status.UNAVAILABLE, details: "the cloud is down" } });
     await expect(client.controller("DeleteVolume", { volume_id: "v" })).rejects.toMatchObject({ code: status.UNAVAILABLE });
