@@ -7,6 +7,8 @@ export type CsiService = "controller" | "node";
 
 export type KeySourceConfig =
   | { readonly kind: "file"; readonly dir: string }
+  /** A wrapper's controller-only process: it never touches a key. */
+  | { readonly kind: "none" }
   | {
       readonly kind: "keyservice";
       readonly target: string;
@@ -34,6 +36,8 @@ export interface CsiConfig {
   /** A volume or snapshot still being created that nobody asked about for this long is removed. */
   readonly abandonCreatingAfterMs: number;
   readonly logLevel: string | undefined;
+  /** Wrapper mode (csi/wrap/): the inner driver's socket, and where its per-volume paths go. */
+  readonly wrap: { readonly endpoint: Endpoint; readonly innerRoot: string } | undefined;
   /** Where the controller records which volumes carry which key: the Kubernetes API, or nowhere. */
   readonly keyLineage: "kubernetes" | "none";
   /** For keyLineage kubernetes: a kubeconfig, else $KUBECONFIG, else the pod's service account. */
@@ -78,6 +82,11 @@ export const CSI_USAGE = `usage: cloak csi [options]
   --overcommit-ratio R      promise up to R times what the volumes directory can hold
                             (volumes are sparse; default 1.0: never more than fits)
   --abandon-creating-after S  remove a creation nobody retried for S seconds (default 3600)
+  --wrap ENDPOINT           put LUKS2 in front of another CSI driver serving block volumes, at
+                            ENDPOINT (its node plugin's socket, or its controller's); needs
+                            --services node or --services controller (one per process)
+  --inner-root DIR          with --wrap (node): where the wrapped driver stages and publishes
+                            (default /var/lib/kubelet/plugins/kubernetes.io/csi/<driver-name>/inner)
   --log-level LEVEL         pino level (env LOG_LEVEL; default info)
   --health-listen HOST:PORT /healthz (liveness: the gRPC server answers), /readyz (readiness: the
                             tools, the key source, kubelet's registration) and /metrics over
@@ -116,13 +125,14 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
       "overcommit-ratio": { type: "string", default: "1.0" },
       "abandon-creating-after": { type: "string", default: "3600" },
       "log-level": { type: "string" },
+      wrap: { type: "string" },
+      "inner-root": { type: "string" },
       "health-listen": { type: "string", default: "" },
       "registration-dir": { type: "string" },
       "kubelet-endpoint": { type: "string" },
       "key-source-probe-interval": { type: "string", default: "10" },
     },
   });
-  const keySource = keySourceConfig(values);
   const maxVolumes = Number(values["max-volumes-per-node"]);
   if (!Number.isSafeInteger(maxVolumes) || maxVolumes < 0) throw new InvalidArgumentError("--max-volumes-per-node must be a whole number ≥ 0");
   const overcommitRatio = Number(values["overcommit-ratio"]);
@@ -138,6 +148,8 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
   if (services.length === 0 || unknownServices.length > 0) {
     throw new InvalidArgumentError(`--services takes controller and/or node, not ${JSON.stringify(values.services)}`);
   }
+  const wrap = wrapConfig(values.wrap, values["inner-root"], services, driverName);
+  const keySource = wrap && !services.includes("node") && !values["key-dir"] && !values.keyservice ? ({ kind: "none" } as const) : keySourceConfig(values);
   const keyLineage = values["key-lineage"];
   if (keyLineage !== "kubernetes" && keyLineage !== "none") throw new InvalidArgumentError(`--key-lineage takes kubernetes or none, not ${JSON.stringify(keyLineage)}`);
   const roots = values["allowed-path-root"] ?? ["/var/lib/kubelet"];
@@ -157,12 +169,35 @@ export function parseCsiConfig(argv: readonly string[], env: Readonly<Record<str
     overcommitRatio,
     abandonCreatingAfterMs: abandonAfter * 1000,
     logLevel: values["log-level"],
+    wrap,
     keyLineage,
     kubeconfig: values.kubeconfig,
     healthListen: healthListen(values["health-listen"]),
     registration: registrationConfig(values["registration-dir"], values["kubelet-endpoint"], driverName),
     keySourceProbeIntervalMs: probeInterval(values["key-source-probe-interval"]),
   };
+}
+
+function wrapConfig(
+  endpoint: string | undefined,
+  innerRoot: string | undefined,
+  services: readonly string[],
+  driverName: string,
+): CsiConfig["wrap"] {
+  if (endpoint === undefined) {
+    if (innerRoot !== undefined) throw new InvalidArgumentError("--inner-root needs --wrap");
+    return undefined;
+  }
+  // The inner driver's node socket is on the node, its controller's in the controller's pod:
+  // one process cannot reach both.
+  if (new Set(services).size !== 1) {
+    throw new InvalidArgumentError("--wrap serves one CSI service per process: --services node (on every node) or --services controller (beside the inner controller)");
+  }
+  const root = innerRoot ?? `/var/lib/kubelet/plugins/kubernetes.io/csi/${driverName}/inner`;
+  if (!root.startsWith("/") || root.endsWith("/") || root.split("/").includes("..")) {
+    throw new InvalidArgumentError(`--inner-root ${root} must be an absolute, normalised path`);
+  }
+  return { endpoint: parseEndpoint(endpoint), innerRoot: root };
 }
 
 function healthListen(text: string): Extract<Endpoint, { kind: "tcp" }> | undefined {

@@ -1,15 +1,15 @@
 import { join } from "node:path";
-import { createRunner } from "../lib/exec.js";
-import { toGrpcHandlers } from "../lib/grpc-handler.js";
+import { createRunner, type Runner } from "../lib/exec.js";
+import { toGrpcHandlers, type AsyncHandlers } from "../lib/grpc-handler.js";
 import { startGrpcServer, stopOnSignals, type ServiceBinding } from "../lib/grpc-server.js";
-import { createLogger } from "../lib/log.js";
+import { createLogger, type Logger } from "../lib/log.js";
 import { loadProto } from "../lib/proto.js";
 import { cloakVersion, startupFields } from "../lib/version.js";
 import type { ProtoGrpcType } from "../proto/gen/csi.js";
 import type { ControllerHandlers } from "../proto/gen/csi/v1/Controller.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../proto/gen/csi/v1/Node.js";
-import { CSI_USAGE, parseCsiConfig } from "./config.js";
+import { CSI_USAGE, parseCsiConfig, type CsiConfig } from "./config.js";
 import { createControllerService } from "./controller/controller-service.js";
 import { Reconciler } from "./controller/reconcile.js";
 import { parseSnapshotRecord, parseVolumeRecord } from "./controller/records.js";
@@ -29,6 +29,8 @@ import { CsiMetrics } from "./metrics.js";
 import { createNodeService } from "./node/node-service.js";
 import { KubeletRegistration } from "./registration/kubelet-registration.js";
 import { VolumeLocks } from "./volume-locks.js";
+import { NO_KEYS } from "./wrap/no-keys.js";
+import { wrapServices } from "./wrap/services.js";
 
 /** `cloak csi`: the CSI plugin. Runs until SIGTERM/SIGINT. */
 export async function main(argv: string[]): Promise<number> {
@@ -45,14 +47,20 @@ export async function main(argv: string[]): Promise<number> {
   const keys =
     config.keySource.kind === "file"
       ? await createFileKeySource({ dir: config.keySource.dir })
-      : await createKeyServiceKeySource({ ...config.keySource, logger: log.child({ scope: "keyservice-client" }) });
+      : config.keySource.kind === "none"
+        ? NO_KEYS
+        : await createKeyServiceKeySource({ ...config.keySource, logger: log.child({ scope: "keyservice-client" }) });
   const luks = new LuksDevices({ run, keys, bypassWorkqueues: config.bypassWorkqueues });
   const locks = new VolumeLocks();
   const csi = loadProto<ProtoGrpcType>("csi.proto").csi.v1;
   const serves = (service: string): boolean => (config.services as readonly string[]).includes(service);
 
   const services: ServiceBinding[] = [];
-  const identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run });
+  let identity = createIdentityService({ name: config.driverName, version, controller: serves("controller"), topology: true, run });
+  // Wrapper mode (csi/wrap/): the wrap controller service instead of the local one, the node
+  // service over the wrap disk source, and service definitions that forward bytes.
+  const wrap = config.wrap && wrapServices({ ...config.wrap, csi, run, log });
+  if (wrap) identity = wrap.identity(identity);
   services.push({
     definition: csi.Identity.service,
     implementation: toGrpcHandlers<IdentityHandlers>("csi.v1.Identity", csi.Identity.service, identity, log, metrics),
@@ -65,48 +73,29 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   if (serves("controller")) {
-    const lineage = config.keyLineage === "kubernetes" ? await kubernetesKeyLineage(config.kubeconfig, log) : NO_LINEAGE;
-    const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
-    const onQuarantine = (path: string, reason: string): void => {
-      log.error({ path, reason }, "quarantined a record that cannot be read");
-      metrics.recordQuarantined(path, reason);
-    };
-    const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
-    const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
-    const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs, lineage, driverName: config.driverName });
-    await reconciler.startup();
-    reconciler.start();
-    const controller = createControllerService({
-      nodeId: config.nodeId,
-      disks,
-      volumes,
-      snapshots,
-      luks,
-      locks,
-      log,
-      lineage,
-      driverName: config.driverName,
-      overcommitRatio: config.overcommitRatio,
-      activity: reconciler,
-    });
+    const definition = wrap?.controllerDefinition ?? csi.Controller.service;
+    const controller = wrap
+      ? wrap.controller({ lineage: await keyLineage(config, log), driver: config.driverName })
+      : await localController(config, { run, log, luks, locks, metrics });
     services.push({
-      definition: csi.Controller.service,
-      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", csi.Controller.service, controller, log, metrics),
+      definition,
+      implementation: toGrpcHandlers<ControllerHandlers>("csi.v1.Controller", definition, controller, log, metrics),
     });
   }
   if (serves("node")) {
+    const definition = wrap?.nodeDefinition ?? csi.Node.service;
     const node = createNodeService({
       nodeId: config.nodeId,
       maxVolumesPerNode: config.maxVolumesPerNode,
       allowedPathRoots: config.allowedPathRoots,
       run,
       luks,
-      disks: createLocalNodeSource({ dir: config.volumesDir, run }),
+      disks: wrap?.nodeSource() ?? createLocalNodeSource({ dir: config.volumesDir, run }),
       locks,
     });
     services.push({
-      definition: csi.Node.service,
-      implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", csi.Node.service, withKeySourceCondition(node, () => keySource.current), log, metrics),
+      definition,
+      implementation: toGrpcHandlers<NodeHandlers>("csi.v1.Node", definition, withKeySourceCondition(node, () => keySource.current), log, metrics),
     });
   }
 
@@ -137,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       services: config.services,
       keySource: keys.kind,
       keyLineage: config.keyLineage,
-      diskSource: "local",
+      diskSource: wrap?.describe ?? "local",
       ...(registration ? { registrationSocket: registration.socketPath, kubeletEndpoint: config.registration?.kubeletEndpoint } : {}),
       ...(health ? { healthPort: health.port } : {}),
     },
@@ -150,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
         stop: async () => {
           await registration?.stop();
           await Promise.all([server.stop(), health?.stop(), keySource.stop()]);
-          await keys.close();
+          await Promise.all([keys.close(), wrap?.stop()]);
         },
       },
     ],
@@ -159,8 +148,41 @@ export async function main(argv: string[]): Promise<number> {
   return new Promise<number>(() => undefined);
 }
 
-/** The lineage in the Kubernetes API; its client is loaded only when it is used. */
-async function kubernetesKeyLineage(kubeconfig: string | undefined, log: ReturnType<typeof createLogger>): Promise<KeyLineage> {
+/** The controller over the local disk source: its records, and the reconciler that tidies them. */
+async function localController(
+  config: CsiConfig,
+  deps: { run: Runner; log: Logger; luks: LuksDevices; locks: VolumeLocks; metrics: CsiMetrics },
+): Promise<AsyncHandlers<ControllerHandlers>> {
+  const { run, log, luks, locks, metrics } = deps;
+  const lineage = await keyLineage(config, log);
+  const disks = createLocalControllerSource({ dir: config.volumesDir, run, log });
+  const onQuarantine = (path: string, reason: string): void => {
+    log.error({ path, reason }, "quarantined a record that cannot be read");
+    metrics.recordQuarantined(path, reason);
+  };
+  const volumes = await RecordStore.open(join(config.volumesDir, "records", "volumes"), parseVolumeRecord, { onQuarantine });
+  const snapshots = await RecordStore.open(join(config.volumesDir, "records", "snapshots"), parseSnapshotRecord, { onQuarantine });
+  const reconciler = new Reconciler({ disks, volumes, snapshots, locks, log: log.child({ scope: "reconcile" }), abandonAfterMs: config.abandonCreatingAfterMs, lineage, driverName: config.driverName });
+  await reconciler.startup();
+  reconciler.start();
+  return createControllerService({
+    nodeId: config.nodeId,
+    disks,
+    volumes,
+    snapshots,
+    luks,
+    locks,
+    log,
+    lineage,
+    driverName: config.driverName,
+    overcommitRatio: config.overcommitRatio,
+    activity: reconciler,
+  });
+}
+
+/** The configured key lineage; the Kubernetes API's client is loaded only when it is used. */
+async function keyLineage(config: CsiConfig, log: Logger): Promise<KeyLineage> {
+  if (config.keyLineage !== "kubernetes") return NO_LINEAGE;
   const [{ kubernetesLineage }, { KubeClient }] = await Promise.all([import("./keys/lineage.js"), import("../lib/kube/client.js")]);
-  return kubernetesLineage({ api: await KubeClient.connect(kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
+  return kubernetesLineage({ api: await KubeClient.connect(config.kubeconfig, "cloak-csi"), logger: log.child({ scope: "key-lineage" }) });
 }

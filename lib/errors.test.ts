@@ -14,6 +14,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
   UnimplementedError,
+  errorForStatus,
   toGrpcStatus,
 } from "./errors.js";
 import { CommandNotFoundError, ExecError, ExecTimeoutError } from "./exec.js";
@@ -57,5 +58,37 @@ describe("toGrpcStatus", () => {
     expect(toGrpcStatus(new TypeError("undefined is not a function"))).toEqual({ code: status.INTERNAL, details: "undefined is not a function" });
     expect(toGrpcStatus("a string")).toEqual({ code: status.INTERNAL, details: "a string" });
     expect(toGrpcStatus({ code: 99, details: "not a status" }).code).toBe(status.INTERNAL);
+  });
+});
+
+describe("errorForStatus", () => {
+  it("keeps every status a CSI caller may see", () => {
+    for (const code of [
+      status.INVALID_ARGUMENT,
+      status.NOT_FOUND,
+      status.ALREADY_EXISTS,
+      status.FAILED_PRECONDITION,
+      status.ABORTED,
+      status.UNAVAILABLE,
+      status.DEADLINE_EXCEEDED,
+      status.OUT_OF_RANGE,
+      status.RESOURCE_EXHAUSTED,
+      status.PERMISSION_DENIED,
+      status.UNAUTHENTICATED,
+      status.UNIMPLEMENTED,
+      status.INTERNAL,
+    ]) {
+      expect(toGrpcStatus(errorForStatus(code, "inner said so"))).toEqual({ code, details: "inner said so" });
+    }
+  });
+
+  it("turns Unknown (a Go driver's plain error) into Internal and Cancelled into Aborted", () => {
+    expect(errorForStatus(status.UNKNOWN, "x")).toBeInstanceOf(InternalError);
+    expect(errorForStatus(status.CANCELLED, "x")).toBeInstanceOf(AbortedError);
+    expect(errorForStatus(status.DATA_LOSS, "x")).toBeInstanceOf(InternalError);
+  });
+
+  it("never passes Unknown through from a relayed service error", () => {
+    expect(toGrpcStatus({ code: status.UNKNOWN, details: "boom" })).toEqual({ code: status.INTERNAL, details: "boom" });
   });
 });

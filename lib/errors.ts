@@ -69,6 +69,44 @@ export class InternalError extends CloakError {
   readonly code = GrpcStatus.INTERNAL;
 }
 
+/**
+ * The CloakError for a status another gRPC service answered with, so that a failure relayed
+ * from a call cloak made (a wrapped CSI driver) reaches cloak's own caller through the same
+ * mapping. Unknown (Go servers answer it for any plain error) becomes Internal, and Cancelled
+ * Aborted (retry later): neither may reach a CSI caller. OK is not a failure and also Internal.
+ */
+export function errorForStatus(code: GrpcStatus, message: string, options?: { cause?: unknown }): CloakError {
+  switch (code) {
+    case GrpcStatus.INVALID_ARGUMENT:
+      return new InvalidArgumentError(message, options);
+    case GrpcStatus.NOT_FOUND:
+      return new NotFoundError(message, options);
+    case GrpcStatus.ALREADY_EXISTS:
+      return new AlreadyExistsError(message, options);
+    case GrpcStatus.FAILED_PRECONDITION:
+      return new FailedPreconditionError(message, options);
+    case GrpcStatus.ABORTED:
+    case GrpcStatus.CANCELLED:
+      return new AbortedError(message, options);
+    case GrpcStatus.UNAVAILABLE:
+      return new UnavailableError(message, options);
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new DeadlineExceededError(message, options);
+    case GrpcStatus.OUT_OF_RANGE:
+      return new OutOfRangeError(message, options);
+    case GrpcStatus.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(message, options);
+    case GrpcStatus.PERMISSION_DENIED:
+      return new PermissionDeniedError(message, options);
+    case GrpcStatus.UNAUTHENTICATED:
+      return new UnauthenticatedError(message, options);
+    case GrpcStatus.UNIMPLEMENTED:
+      return new UnimplementedError(message, options);
+    default:
+      return new InternalError(message, options);
+  }
+}
+
 /** What a failed call returns to its gRPC caller. */
 export interface GrpcFailure {
   code: GrpcStatus;
@@ -82,7 +120,7 @@ export interface GrpcFailure {
  */
 export function toGrpcStatus(err: unknown): GrpcFailure {
   if (err instanceof CloakError) return { code: err.code, details: err.message };
-  if (isGrpcServiceError(err)) return { code: err.code, details: err.details };
+  if (isGrpcServiceError(err)) return { code: err.code === GrpcStatus.UNKNOWN ? GrpcStatus.INTERNAL : err.code, details: err.details };
   const message = err instanceof Error ? err.message : String(err);
   return { code: GrpcStatus.INTERNAL, details: message };
 }

@@ -1,5 +1,5 @@
 # Sourced (bash) after go-env.sh by the build scripts of cloak's own Go test tools
-# (test/kms-plugin, test/pluginwatcher): their module sits beside their sources.
+# (test/kms-plugin, test/pluginwatcher, test/blockdriver): their module sits beside their sources.
 #
 #   go_build_cached <dir> <out> <lock name>
 #

@@ -46,7 +46,15 @@ export async function measureFio(options: FioOptions): Promise<FioResult> {
     // Sized for the data area plus LUKS2's 16 MiB header; read back from the header below.
     await (await open(file, "w")).close();
     await truncate(file, options.dataBytes + 16 * 1024 * 1024);
-    device = await disks.attach("fio");
+    device = await disks.attach({
+      volumeId: "fio",
+      stagingPath: "",
+      access: { kind: "block", mode: "SINGLE_NODE_WRITER" },
+      volumeContext: {},
+      publishContext: {},
+      secrets: {},
+      signal: new AbortController().signal,
+    });
     await run(cryptsetup.luksFormat({ device, uuid: randomUUID(), passphrase, integrity: false }));
     const dump = JSON.parse((await run(cryptsetup.luksDumpJson(device))).stdout) as { segments: Record<string, { offset: string }> };
     const dataOffsetBytes = Number(Object.values(dump.segments)[0]?.offset);
@@ -78,7 +86,7 @@ export async function measureFio(options: FioOptions): Promise<FioResult> {
   } finally {
     passphrase.fill(0);
     await run({ file: "cryptsetup", args: ["close", MAPPING], okExitCodes: [4] }).catch(() => undefined);
-    if (device) await disks.detach("fio");
+    if (device) await disks.detach({ volumeId: "fio", stagingPath: "", signal: new AbortController().signal });
     await rm(file, { force: true });
   }
 }

@@ -25,6 +25,7 @@ import { kdfSpeedup, kdfTable, measureKdf, type KdfResult } from "./kdf.js";
 import { manyVolumesTable, measureManyVolumes, type ManyVolumesResult } from "./many-volumes.js";
 import { parseProcCrypto, preferredDriver, type CryptoDriver } from "./proc-crypto.js";
 import { breakdownTable, measureStageLatency, stageRatios, stageTable, type StageSamples, type StageSample } from "./stage-latency.js";
+import { measureWrapStage, wrapStageTable, type WrapStageResult } from "./wrap-stage.js";
 
 const MiB = 1024 * 1024;
 
@@ -45,6 +46,7 @@ export interface GuestPayload {
     kdf?: KdfResult;
     fio?: FioResult;
     manyVolumes?: ManyVolumesResult;
+    wrap?: WrapStageResult;
     cipher?: CipherFigures;
     /** How long each section took, for sizing the benchmark. */
     sectionSeconds?: Record<string, number>;
@@ -64,7 +66,9 @@ const PARAMETERS = {
   fioRampSeconds: intFromEnv("CLOAK_BENCH_FIO_RAMP_SECONDS", 1),
   manyVolumes: intFromEnv("CLOAK_BENCH_MANY_VOLUMES", 50),
   manyVolumeMiB: intFromEnv("CLOAK_BENCH_MANY_VOLUME_MIB", 64),
-  sections: (process.env["CLOAK_BENCH_SECTIONS"] ?? "stage,kdf,many,fio,cipher").split(",").map((s) => s.trim()),
+  wrapColdSamples: intFromEnv("CLOAK_BENCH_WRAP_COLD_SAMPLES", 5),
+  wrapWarmSamples: intFromEnv("CLOAK_BENCH_WRAP_WARM_SAMPLES", 7),
+  sections: (process.env["CLOAK_BENCH_SECTIONS"] ?? "stage,kdf,many,wrap,fio,cipher").split(",").map((s) => s.trim()),
 };
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -138,6 +142,21 @@ async function main(): Promise<void> {
       tables.push(manyVolumesTable(many, indicative));
     });
     for (const driver of drivers.splice(0)) await driver.stop();
+
+    await section("wrap", async () => {
+      progress("== stage through the wrapper vs the block test driver alone");
+      await mkdir(join(root, "wrap"));
+      const wrap = await measureWrapStage({
+        root: join(root, "wrap"),
+        keyDir,
+        coldSamples: PARAMETERS.wrapColdSamples,
+        warmSamples: PARAMETERS.wrapWarmSamples,
+        volumeBytes: PARAMETERS.stageVolumeMiB * MiB,
+        progress,
+      });
+      raw.wrap = wrap;
+      tables.push(wrapStageTable(wrap, indicative));
+    });
 
     await section("fio", async () => {
       progress("== fio: raw loop vs dm-crypt vs dm-crypt with the workqueue bypass");

@@ -38,7 +38,7 @@ export function createPlainNodeService(options: PlainNodeOptions): AsyncHandlers
       const stagingPath = validate.hostPath(req.staging_target_path, "staging_target_path", allowedPathRoots);
       const access = validate.capability(req.volume_capability);
       if (access.kind !== "mount") throw new FailedPreconditionError("the plain baseline stages mount volumes only");
-      const device = await disks.attach(volumeId, { signal });
+      const device = await disks.attach({ volumeId, stagingPath, access, volumeContext: {}, publishContext: {}, secrets: {}, signal });
       if (await topMountAt(stagingPath)) return {};
 
       const probe = blkid.parseProbe(await run(blkid.probe(device), { signal }));
@@ -62,7 +62,7 @@ export function createPlainNodeService(options: PlainNodeOptions): AsyncHandlers
       const volumeId = validate.volumeId(req.volume_id);
       const stagingPath = validate.hostPath(req.staging_target_path, "staging_target_path", allowedPathRoots);
       if (await unmountAll(run, stagingPath, signal)) log.info({ stagingPath }, "unmounted");
-      await disks.detach(volumeId, { signal });
+      await disks.detach({ volumeId, stagingPath, signal });
       return {};
     },
   };

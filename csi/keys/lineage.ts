@@ -34,6 +34,12 @@ export interface KeyLineage {
    * not keep the key id, such as a wrapper that sees only the volume id at DeleteVolume).
    */
   release(o: { keyId?: string | undefined; driver: string; member: LineageMember; signal?: AbortSignal | undefined }): Promise<{ revoked: boolean }>;
+  /**
+   * The key id whose record lists `member`, or undefined when none does (or nothing is
+   * recorded): for a controller that keeps no state of its own, such as a wrapper copying a
+   * volume it knows only by the inner driver's id.
+   */
+  find(o: { driver: string; member: LineageMember; signal?: AbortSignal | undefined }): Promise<string | undefined>;
 }
 
 /**
@@ -52,6 +58,7 @@ export const NO_LINEAGE: KeyLineage = {
   kind: "none",
   bind: () => Promise.resolve(),
   release: () => Promise.resolve({ revoked: false }),
+  find: () => Promise.resolve(undefined),
 };
 
 /**
@@ -175,6 +182,8 @@ export function kubernetesLineage(o: { api: KubeClient; logger: Logger }): KeyLi
         await retry(`releasing key ${id}`, attempt, signal);
       }
     },
+
+    find: ({ driver, member, signal }) => findByLabel(memberLabel(driver, member), signal),
   };
 
   async function findByLabel(label: string, signal: AbortSignal | undefined): Promise<string | undefined> {

@@ -135,12 +135,13 @@ export class LuksDevices {
 }
 
 /**
- * The device-mapper name of a volume's decrypted device. dm names stop at 127 bytes; longer
- * volume ids are hashed so that the name stays unique and stable.
+ * The device-mapper name of a volume's decrypted device. dm names stop at 127 bytes and hold
+ * no "/"; longer ids, and ids that are not plain names (a wrapped cloud driver's), are hashed
+ * so that the name stays unique and stable.
  */
 export function mapperName(volumeId: string): string {
   const name = `cloak-${volumeId}`;
-  return name.length <= 100 ? name : `cloak-${createHash("sha256").update(volumeId).digest("hex").slice(0, 40)}`;
+  return name.length <= 100 && /^[A-Za-z0-9._-]+$/.test(volumeId) ? name : `cloak-${createHash("sha256").update(volumeId).digest("hex").slice(0, 40)}`;
 }
 
 export function mapperPath(volumeId: string): string {

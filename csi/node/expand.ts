@@ -23,7 +23,7 @@ export interface ExpandDeps {
  */
 export async function expandVolume(
   deps: ExpandDeps,
-  request: { volumeId: string; volumePath: string; requiredBytes: number; signal: AbortSignal; log: Logger },
+  request: { volumeId: string; volumePath: string; requiredBytes: number; signal: AbortSignal; deadline?: number | undefined; log: Logger },
 ): Promise<number> {
   const { volumeId, volumePath, signal, log } = request;
   const name = mapperName(volumeId);
@@ -42,7 +42,7 @@ export async function expandVolume(
   const uuid = probe.kind === "found" ? probe.fields["UUID"] : undefined;
   if (!uuid) throw new FailedPreconditionError(`cannot read the LUKS UUID of ${mapping.device}`);
 
-  await deps.disks.refreshSize(volumeId, { signal });
+  await deps.disks.refreshSize({ volumeId, requiredBytes: request.requiredBytes, signal, deadline: request.deadline });
   await deps.luks.resize(name, uuid, signal);
 
   const decrypted = mapperPath(volumeId);

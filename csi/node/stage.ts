@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import type { Runner } from "../../lib/exec.js";
 import type { Logger } from "../../lib/log.js";
 import { FailedPreconditionError } from "../../lib/errors.js";
-import type { NodeDiskSource } from "../disk/disk-source.js";
+import type { AttachRequest, NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint, failpointLeaving } from "../failpoints.js";
 import * as cryptsetup from "../luks/cryptsetup.js";
 import type { HeaderParse } from "../luks/header.js";
@@ -33,6 +33,8 @@ export interface StageRequest {
   readonly contextFsType: Filesystem | undefined;
   /** Whether the controller created the volume with dm-integrity. */
   readonly integrity: boolean;
+  /** What the disk source needs to attach the disk. */
+  readonly disk: AttachRequest;
   /** The key id the controller bound the volume to (the LUKS UUID to format with); absent for older volumes. */
   readonly keyId?: string | undefined;
   readonly signal: AbortSignal;
@@ -47,7 +49,7 @@ export interface StageRequest {
  */
 export async function stageVolume(deps: StageDeps, request: StageRequest): Promise<void> {
   const { volumeId, signal, log } = request;
-  const device = await deps.disks.attach(volumeId, { signal });
+  const device = await deps.disks.attach(request.disk);
   failpoint("stage:after-attach", volumeId);
 
   const name = mapperName(volumeId);
@@ -212,7 +214,7 @@ async function deviceSize(run: Runner, device: string, signal: AbortSignal): Pro
  */
 export async function unstageVolume(
   deps: StageDeps,
-  request: { volumeId: string; stagingPath: string; signal: AbortSignal; log: Logger },
+  request: { volumeId: string; stagingPath: string; signal: AbortSignal; deadline?: number | undefined; log: Logger },
 ): Promise<void> {
   const { volumeId, stagingPath, signal, log } = request;
   const name = mapperName(volumeId);
@@ -227,5 +229,5 @@ export async function unstageVolume(
     log.info({ mapper: name }, "closed");
   }
   failpoint("unstage:after-close", volumeId);
-  await deps.disks.detach(volumeId, { signal });
+  await deps.disks.detach({ volumeId, stagingPath, signal, deadline: request.deadline });
 }

@@ -20,9 +20,9 @@ import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
 import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, type KubeObject } from "./kube.js";
 import { waitFor } from "../support/wait.js";
-import { packageRoot } from "../../lib/paths.js";
 import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 import { cloakArgv, container, hostCommand, writeSecretVolume, type PodIdentity } from "./pod-runner.js";
+import { sidecarPaths, volumeControllersArgv, volumeControllersReady } from "./volume-controllers.js";
 
 // Dynamic provisioning as a cluster does it, with the real pieces: the real external-provisioner,
 // external-resizer (built from their Go modules at the versions the manifests pin) and
@@ -145,20 +145,7 @@ beforeAll(async () => {
   await kubectl(["-n", NAMESPACE, "create", "secret", "generic", "cloak-csi-node-keyservice-tls", `--from-file=${keys}/clients/csi-node/`]);
 
   // kube-controller-manager with the volume controllers only: binding, expansion, protection.
-  await start(
-    "kube-controller-manager",
-    [
-      cluster.kubeControllerManager,
-      `--kubeconfig=${cluster.kubeconfig}`,
-      "--controllers=persistentvolume-binder-controller,persistentvolume-expander-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller",
-      "--leader-elect=false",
-      "--secure-port=0",
-      "--pvclaimbinder-sync-period=2s",
-      "--v=2",
-    ],
-    {},
-    (out) => /Started controller|Starting persistent volume controller|"Starting controller" controller="persistentvolume-binder"/i.test(out),
-  );
+  await start("kube-controller-manager", volumeControllersArgv(cluster), {}, volumeControllersReady);
 
   // The key service, from its Deployment, on loopback ports, with its service account's token
   // (what the in-cluster configuration would read).
@@ -176,12 +163,7 @@ beforeAll(async () => {
   const ksKubeconfig = await writeTokenKubeconfig(join(dir, "keyservice.kubeconfig"), { server: cluster.url, caFile: cluster.caFile, token: ksToken });
   await start("keyservice", [...ks.argv, `--kubeconfig=${ksKubeconfig}`], ks.env, (out) => out.includes("key service ready"));
 
-  const paths = Object.fromEntries(
-    (await run({ file: join(packageRoot(), "test/deploy/sidecars/build.sh"), args: ["--print-paths"] })).stdout
-      .trim()
-      .split("\n")
-      .map((l) => l.split("=") as [string, string]),
-  );
+  const paths = await sidecarPaths();
   const images: Record<string, string[]> = {
     "cloak.invalid/cloak": cloakArgv(),
     "registry.k8s.io/sig-storage/csi-provisioner": [paths["CSI_PROVISIONER"] ?? ""],

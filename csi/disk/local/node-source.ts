@@ -24,7 +24,7 @@ export function createLocalNodeSource(options: LocalNodeSourceOptions): NodeDisk
 
   return {
     kind: "local",
-    async attach(volumeId, opts) {
+    async attach({ volumeId, signal }) {
       const file = volumeImagePath(dir, volumeId);
       try {
         await access(file);
@@ -33,21 +33,21 @@ export function createLocalNodeSource(options: LocalNodeSourceOptions): NodeDisk
       }
       const [existing] = await attachedDevices(volumeId);
       if (existing) return existing;
-      const result = await run(losetup.attach(file, await supportsDirectIo(file)), { signal: opts?.signal });
+      const result = await run(losetup.attach(file, await supportsDirectIo(file)), { signal });
       return result.stdout.trim();
     },
     async findAttached(volumeId) {
       return (await attachedDevices(volumeId))[0];
     },
-    async detach(volumeId, opts) {
+    async detach({ volumeId, signal }) {
       // More than one loop device can point at the file if an earlier attach raced a crash.
       for (const device of await attachedDevices(volumeId)) {
-        await run(losetup.detach(device), { signal: opts?.signal });
+        await run(losetup.detach(device), { signal });
       }
     },
-    async refreshSize(volumeId, opts) {
+    async refreshSize({ volumeId, signal }) {
       for (const device of await attachedDevices(volumeId)) {
-        await run(losetup.refreshCapacity(device), { signal: opts?.signal });
+        await run(losetup.refreshCapacity(device), { signal });
       }
     },
   };

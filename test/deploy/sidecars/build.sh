@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real CSI sidecars that manifests/ deploys (external-provisioner, external-resizer,
-# external-snapshotter) from the tool module in this directory, and caches each binary as
+# external-snapshotter, and for the wrapper external-attacher) from the tool module in this directory, and caches each binary as
 #   $CACHE_DIR/bin/<name>-<version>      e.g. csi-provisioner-v6.3.0
 # A cached binary is not rebuilt. Builds hold the shared bin lock and rename into place, so
 # concurrent callers never see a half-written file.
@@ -21,6 +21,7 @@ sidecars=(
   "csi-provisioner|github.com/kubernetes-csi/external-provisioner/v6|cmd/csi-provisioner"
   "csi-resizer|github.com/kubernetes-csi/external-resizer/v2|cmd/csi-resizer"
   "csi-snapshotter|github.com/kubernetes-csi/external-snapshotter/v8|cmd/csi-snapshotter"
+  "csi-attacher|github.com/kubernetes-csi/external-attacher/v4|cmd/csi-attacher"
 )
 
 version_of() { awk -v m="$1" '$1 == m {print $2; exit}' "$here/go.mod"; }

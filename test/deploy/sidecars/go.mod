@@ -1,7 +1,8 @@
 // A tool module that builds the real CSI sidecars cloak's deployment tests run
 // (test/deploy/sidecars/build.sh). `go install <sidecar>@<version>` is refused because each
 // sidecar's go.mod carries replace directives; here they are restated (the k8s.io/* modules
-// pinned to their published releases) so that the three build from one module graph.
+// pinned to their published releases) so that the four build from one module graph. The
+// attacher is for the wrapper (test/deploy/wrap.test.ts): the local source needs no attach.
 // Versions must equal the image tags in manifests/ (test/deploy checks it). Bump: edit the
 // require lines, then `test/deploy/sidecars/build.sh --regen`.
 module cloak.dev/test/deploy/sidecars
@@ -21,6 +22,7 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
+	github.com/evanphx/json-patch v5.9.11+incompatible // indirect
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
 	github.com/felixge/httpsnoop v1.0.4 // indirect
 	github.com/fsnotify/fsnotify v1.10.1 // indirect
@@ -53,6 +55,7 @@ require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/kubernetes-csi/csi-lib-utils v0.24.0 // indirect
+	github.com/kubernetes-csi/external-attacher/v4 v4.12.0 // indirect
 	github.com/kubernetes-csi/external-provisioner/v6 v6.3.0 // indirect
 	github.com/kubernetes-csi/external-resizer/v2 v2.2.0 // indirect
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.6.0 // indirect
@@ -127,6 +130,7 @@ require (
 )
 
 tool (
+	github.com/kubernetes-csi/external-attacher/v4/cmd/csi-attacher
 	github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
 	github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer
 	github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
