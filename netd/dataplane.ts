@@ -149,8 +149,6 @@ export class LinuxDataplane implements Dataplane {
     // is as safe (a new peer's traffic is routed into the tunnel from its `wg set` on; a gone
     // peer's prefixes stay dropped until after its routes are gone) and keeps them off the
     // change's path.
-    const elements = wantStrict && base.strict && base.plan.strict && plan.strict ? nft.updateElements(this.strictRules(base.plan.strict), this.strictRules(plan.strict)) : undefined;
-    const strictChanged = wantStrict !== base.strict || elements !== undefined;
     if (wantStrict !== base.strict) await this.applyStrict(plan, strict);
     // What the last apply set stands in for the live state: nothing is read back or copied.
     const previous = { publicKey: base.publicKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: base.plan.peers };
@@ -158,7 +156,10 @@ export class LinuxDataplane implements Dataplane {
     await this.setPeers(change);
     const routeChanges = diffRouteLists(base.plan.routes, plan.routes, iface, table);
     if (routeChanges.length > 0) await runner(ip.routeBatch(routeChanges));
+    // Worked out only now: nothing of strict mode's bookkeeping stands before the `wg set`.
+    const elements = wantStrict && base.strict && base.plan.strict && plan.strict ? nft.updateElements(this.strictRules(base.plan.strict), this.strictRules(plan.strict)) : undefined;
     if (elements) await runner(elements);
+    const strictChanged = wantStrict !== base.strict || elements !== undefined;
     return {
       peersChanged: change.peers.length,
       routesChanged: routeChanges.length,

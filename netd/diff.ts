@@ -27,6 +27,8 @@ export function diffDevice(live: Omit<LiveDevice, "peers"> & { readonly peers: r
   const losing: PeerChange[] = [];
   for (const peer of want.peers) {
     const current = livePeers.get(peer.publicKey);
+    // A delta's base is the last plan, whose unchanged peers are the very objects planned now.
+    if (current === peer) continue;
     const currentIPs = canonicalSet(current?.allowedIPs ?? [], peer.allowedIPs);
     const same =
       current !== undefined &&

@@ -136,4 +136,31 @@ describe("plan", () => {
       local: ["198.51.100.0/26", "fd00:cd:1::/64"],
     });
   });
+
+  it("reports a prefix of this node's own as a conflict and routes it to no one", () => {
+    const p = plan([n1, n2, node("n4", 4, { podCIDRs: ["198.51.100.0/26", "198.51.100.192/26"] })], options);
+    expect(p.conflicts).toEqual([{ node: "n4", reason: "198.51.100.0/26 belongs to this node; not routed to n4" }]);
+    expect(p.peers.find((x) => x.node === "n4")?.allowedIPs).toEqual(["198.51.100.192/26"]);
+  });
+
+  it("re-plans a Node event as a plan from scratch would, and keeps every unchanged peer as the same object", () => {
+    // The planner works out each Node version's peer once: a delta's diff then passes over the
+    // unchanged ones at once. Whatever it reuses must never make a plan differ from a fresh one.
+    const fresh = (nodes: NodeInfo[]) => plan(structuredClone(nodes), options);
+    const nodes = [n1, n2, n3, node("n4", 4), node("n5", 5)];
+    const before = plan(nodes, options);
+    // n4 now claims n2's CIDR (and is newer): n2 loses it, n4 gets it; n6 joins; n5 leaves.
+    const n4 = node("n4", 4, { podCIDRs: ["198.51.100.64/26", "fd00:cd:4::/64"], created: 9_000 });
+    const after = [n1, n2, n3, n4, node("n6", 6)];
+    const next = plan(after, options);
+    expect(next).toEqual(fresh(after));
+    expect(next.peers.find((x) => x.node === "n3")).toBe(before.peers.find((x) => x.node === "n3"));
+    expect(next.peers.find((x) => x.node === "n2")?.allowedIPs).toEqual(["fd00:cd:2::/64"]);
+    // The conflict gone again: n2's peer is what a fresh plan makes, and so is everything else.
+    const healed = [n1, n2, n3, node("n4", 4)];
+    expect(plan(healed, options)).toEqual(fresh(healed));
+    // Options are part of what a reused peer was made for.
+    expect(plan(healed, { ...options, defaultPort: 1234, endpointFamily: 6 })).toEqual(plan(structuredClone(healed), { ...options, defaultPort: 1234, endpointFamily: 6 }));
+    expect(plan(healed, { ...options, nodeEncryption: true })).toEqual(plan(structuredClone(healed), { ...options, nodeEncryption: true }));
+  });
 });

@@ -64,7 +64,10 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
 
   const byKey = new Map<string, string[]>();
   for (const n of others) {
-    if (n.publicKey) byKey.set(n.publicKey, [...(byKey.get(n.publicKey) ?? []), n.name]);
+    if (!n.publicKey) continue;
+    const names = byKey.get(n.publicKey);
+    if (names) names.push(n.name);
+    else byKey.set(n.publicKey, [n.name]);
   }
 
   const candidates: NodeInfo[] = [];
@@ -86,40 +89,48 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
   // A prefix goes to exactly one peer. When two nodes claim it (a pod CIDR being moved from a
   // deleted node to a new one), the newer Node object wins; this node's own prefixes are never
   // given away, since routing them into the tunnel would cut off local pods.
-  const own = new Set(self ? selfPrefixes(self, options) : []);
-  const claims = new Map<string, NodeInfo[]>();
+  const own = new Set(self ? selfPrefixes(self) : []);
+  // Claims by prefix: the first claimant, and the rest only where there is more than one, so a
+  // cluster without conflicts allocates nothing per prefix here.
+  const claimedBy = new Map<string, NodeInfo>();
+  const moreClaims = new Map<string, NodeInfo[]>();
   const prefixesOf = new Map(candidates.map((n) => [n, peerPrefixes(n, options)]));
   for (const [n, prefixes] of prefixesOf) {
     for (const prefix of prefixes) {
-      const list = claims.get(prefix);
-      if (list) list.push(n);
-      else claims.set(prefix, [n]);
+      const first = claimedBy.get(prefix);
+      if (!first) claimedBy.set(prefix, n);
+      else moreClaims.set(prefix, [...(moreClaims.get(prefix) ?? [first]), n]);
     }
   }
-  const owner = new Map<string, string>();
-  for (const [prefix, claimants] of claims) {
+  /** Prefixes some peer does not get (this node's own, or another claimant's): by prefix, the peer that does. */
+  const contested = new Map<string, string | undefined>();
+  for (const prefix of own) {
+    const first = claimedBy.get(prefix);
+    if (first) contested.set(prefix, undefined);
+  }
+  for (const [prefix, claimants] of moreClaims) {
+    if (own.has(prefix)) continue;
+    const winner = [...claimants].sort((a, b) => b.created - a.created || byName(a.name, b.name))[0];
+    if (!winner) continue;
+    contested.set(prefix, winner.name);
+  }
+  // Findings in the order the prefixes were first claimed, as before.
+  for (const prefix of claimedBy.keys()) {
+    if (!contested.has(prefix)) continue;
+    const claimants = moreClaims.get(prefix) ?? [claimedBy.get(prefix) as NodeInfo];
     if (own.has(prefix)) {
       for (const c of claimants) conflicts.push({ node: c.name, reason: `${prefix} belongs to this node; not routed to ${c.name}` });
       continue;
     }
-    const winner = [...claimants].sort((a, b) => b.created - a.created || byName(a.name, b.name))[0];
-    if (!winner) continue;
-    owner.set(prefix, winner.name);
-    if (claimants.length > 1) {
-      const losers = claimants.filter((c) => c !== winner).map((c) => c.name);
-      conflicts.push({ node: winner.name, reason: `${prefix} also claimed by ${losers.join(", ")}; the newest node gets it` });
-    }
+    const winner = contested.get(prefix) ?? "";
+    const losers = claimants.filter((c) => c.name !== winner).map((c) => c.name);
+    conflicts.push({ node: winner, reason: `${prefix} also claimed by ${losers.join(", ")}; the newest node gets it` });
   }
 
   const peers = candidates.map((n): DesiredPeer => {
-    const endpointIP = n.internalIPs.find((ip) => isIP(ip) === options.endpointFamily) ?? n.internalIPs[0];
-    return {
-      node: n.name,
-      publicKey: n.publicKey ?? "",
-      endpoint: endpointIP === undefined ? undefined : formatEndpoint(endpointIP, n.port ?? options.defaultPort),
-      allowedIPs: (prefixesOf.get(n) ?? []).filter((p) => owner.get(p) === n.name),
-      persistentKeepalive: options.persistentKeepalive,
-    };
+    const prefixes = prefixesOf.get(n) ?? [];
+    const allowedIPs = contested.size > 0 && prefixes.some((p) => contested.has(p)) ? prefixes.filter((p) => !contested.has(p) || contested.get(p) === n.name) : prefixes;
+    return peerOf(n, allowedIPs, options);
   });
 
   const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort();
@@ -134,13 +145,53 @@ export function plan(nodes: Iterable<NodeInfo>, options: PlanOptions): Plan {
   return { peers, routes, strict, self, skipped, conflicts };
 }
 
-function peerPrefixes(n: NodeInfo, options: PlanOptions): string[] {
-  const nodeIPs = options.nodeEncryption ? n.internalIPs.map((ip) => hostPrefix(ip).text) : [];
-  return uniqueSorted([...n.podCIDRs, ...nodeIPs]);
+/**
+ * What a plan derives from one version of a Node alone. The source replaces a NodeInfo on any
+ * change, so it is worked out once per version, not once per event for every node: at 5 000
+ * nodes re-deriving every peer was most of a Node event's planning (bench/netd/delta-profile.ts).
+ * The plan stays a function of its input; an unchanged peer is the same object from plan to
+ * plan, which lets the delta's diff pass over it at once.
+ */
+interface NodeMemo {
+  prefixes?: readonly string[];
+  prefixesWithIPs?: readonly string[];
+  peer?: { readonly family: Family; readonly defaultPort: number; readonly peer: DesiredPeer };
 }
 
-function selfPrefixes(n: NodeInfo, options: PlanOptions): string[] {
-  return peerPrefixes(n, { ...options, nodeEncryption: true });
+const memo = new WeakMap<NodeInfo, NodeMemo>();
+
+function memoOf(n: NodeInfo): NodeMemo {
+  let m = memo.get(n);
+  if (!m) memo.set(n, (m = {}));
+  return m;
+}
+
+function peerOf(n: NodeInfo, allowedIPs: readonly string[], options: PlanOptions): DesiredPeer {
+  const m = memoOf(n);
+  const last = m.peer;
+  if (last && last.peer.allowedIPs === allowedIPs && last.family === options.endpointFamily && last.defaultPort === options.defaultPort && last.peer.persistentKeepalive === options.persistentKeepalive) {
+    return last.peer;
+  }
+  const endpointIP = n.internalIPs.find((ip) => isIP(ip) === options.endpointFamily) ?? n.internalIPs[0];
+  const peer: DesiredPeer = {
+    node: n.name,
+    publicKey: n.publicKey ?? "",
+    endpoint: endpointIP === undefined ? undefined : formatEndpoint(endpointIP, n.port ?? options.defaultPort),
+    allowedIPs,
+    persistentKeepalive: options.persistentKeepalive,
+  };
+  m.peer = { family: options.endpointFamily, defaultPort: options.defaultPort, peer };
+  return peer;
+}
+
+function peerPrefixes(n: NodeInfo, options: Pick<PlanOptions, "nodeEncryption">): readonly string[] {
+  const m = memoOf(n);
+  if (options.nodeEncryption) return (m.prefixesWithIPs ??= uniqueSorted([...n.podCIDRs, ...n.internalIPs.map((ip) => hostPrefix(ip).text)]));
+  return (m.prefixes ??= uniqueSorted(n.podCIDRs));
+}
+
+function selfPrefixes(n: NodeInfo): readonly string[] {
+  return peerPrefixes(n, { nodeEncryption: true });
 }
 
 /**

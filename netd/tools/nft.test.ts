@@ -55,5 +55,18 @@ describe("the strict table", () => {
     const c = nft.updateElements({ ...base, strict: ["198.51.100.64/26", "fd00:cd:2::/64"] }, { ...base, strict: ["198.51.100.128/26", "fd00:cd:2::/64"] });
     expect(c?.input).toBe("delete element inet cloak-netd strict4 { 198.51.100.64/26 }\nadd element inet cloak-netd strict4 { 198.51.100.128/26 }\n");
     expect(nft.updateElements({ ...base, strict: ["fd00::/8"] }, { ...base, strict: ["fd00::/8"] })).toBeUndefined();
+    const both = nft.updateElements(
+      { ...base, strict: ["198.51.100.64/26", "fd00:cd:2::/64", "fd00:cd:3::/64"], local: ["198.51.100.0/26", "fd00:cd:1::/64"] },
+      { ...base, strict: ["198.51.100.64/26", "fd00:cd:4::/64"], local: ["198.51.100.0/26", "fd00:cd:9::/64"] },
+    );
+    expect(both?.input).toBe(
+      [
+        "delete element inet cloak-netd strict6 { fd00:cd:2::/64, fd00:cd:3::/64 }",
+        "delete element inet cloak-netd local6 { fd00:cd:1::/64 }",
+        "add element inet cloak-netd strict6 { fd00:cd:4::/64 }",
+        "add element inet cloak-netd local6 { fd00:cd:9::/64 }",
+        "",
+      ].join("\n"),
+    );
   });
 });
