@@ -5,6 +5,7 @@ import type { AsyncHandlers } from "../../lib/grpc-handler.js";
 import type { IdentityHandlers } from "../../proto/gen/csi/v1/Identity.js";
 import type { NodeHandlers } from "../../proto/gen/csi/v1/Node.js";
 import type { NodeDiskSource } from "../../csi/disk/disk-source.js";
+import { checkFilesystem } from "../../csi/node/fsck.js";
 import { topMountAt, unmountAll } from "../../csi/node/mounts.js";
 import * as blkid from "../../csi/tools/blkid.js";
 import { isFilesystem, mkfs } from "../../csi/tools/mkfs.js";
@@ -18,7 +19,9 @@ import * as validate from "../../csi/validate.js";
  * mount-utils code most CSI drivers call) on a loop-attached file:
  *
  *   attach the file (losetup --associated, then losetup --find --show if not attached)
- *   blkid -p the device; no signature → mkfs; a filesystem → keep it; anything else → refuse
+ *   blkid -p the device; no signature → mkfs; a filesystem → keep it (and, for a read-write
+ *   stage, check it: mount-utils runs `fsck -a` there, cloak the same checker, csi/node/fsck.ts);
+ *   anything else → refuse
  *   mkdir the staging path, mount
  *
  * Unstage: unmount if mounted, detach. No volume locks (microseconds in-process in cloak) and
@@ -51,6 +54,7 @@ export function createPlainNodeService(options: PlainNodeOptions): AsyncHandlers
         const found = probe.kind === "found" ? probe.fields["TYPE"] : undefined;
         if (found === undefined || !isFilesystem(found)) throw new FailedPreconditionError(`volume ${volumeId} holds no ext4 or xfs filesystem`);
         fsType = found;
+        if (access.mode !== "SINGLE_NODE_READER_ONLY") await checkFilesystem(run, { fsType, device, volumeId, signal, log });
       }
       await mkdir(stagingPath, { recursive: true });
       await run(mountFilesystem({ device, target: stagingPath, fsType, options: access.mountFlags }), { signal });

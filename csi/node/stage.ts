@@ -17,7 +17,7 @@ import type { Access } from "../validate.js";
 import { firstNonZeroByte } from "./disk-content.js";
 import { wipeIntegrity } from "./integrity-wipe.js";
 import { deviceNumber, topMountAt, unmountAll } from "./mounts.js";
-import { planDevice, planFilesystem } from "./stage-plan.js";
+import { planDevice, planFilesystem, type DevicePlan } from "./stage-plan.js";
 
 export interface StageDeps {
   readonly run: Runner;
@@ -54,14 +54,23 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
 
   const name = mapperName(volumeId);
   const mapping = await mappingStatus(name);
-  const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
-  const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
-  let plan = planDevice(probe, nonZero);
-  // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the copy
-  // cryptsetup uses (header.ts), which after an interrupted relabel may be the other one.
-  const header = plan.action === "open" ? await deps.luks.readHeader(device, signal) : undefined;
-  if (plan.action === "open" && header?.ok) {
+  // Both copies of a LUKS2 header read in process, valid and equal (header.ts), say all a warm
+  // stage needs to know, without a command. Anything else — no header, a damaged or differing
+  // copy — is probed by blkid as well, which also sees other signatures beside a header and
+  // tells an empty disk from one that holds something (never formatted).
+  const header = await deps.luks.readHeader(device, signal);
+  let plan: DevicePlan;
+  if (header.ok && header.problems.length === 0 && header.copies.length === 1) {
     plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
+  } else {
+    const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
+    const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
+    plan = planDevice(probe, nonZero);
+    // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the
+    // copy cryptsetup uses, which after an interrupted relabel may be the other one.
+    if (plan.action === "open" && header.ok) {
+      plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
+    }
   }
 
   if (mapping.active) {
@@ -72,7 +81,7 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
     if (plan.action !== "open") {
       throw new FailedPreconditionError(`${name} is open but ${device} no longer carries its LUKS2 header`);
     }
-  } else if (plan.action === "open" && isNeverUsedLabel(plan.label) && header && (await isUnfinishedFormatOn(deps, device, header, signal))) {
+  } else if (plan.action === "open" && isNeverUsedLabel(plan.label) && (await isUnfinishedFormatOn(deps, device, header, signal))) {
     log.warn({ device, keyId: plan.uuid }, "the disk holds a header whose format was cut off before its keyslot was written; formatting it again");
     plan = { action: "format", uuid: plan.uuid };
   }
