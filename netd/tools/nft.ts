@@ -136,7 +136,7 @@ export function replaceTable(rules: StrictRules): Command {
     renderTable(rules),
     "",
   ].join("\n");
-  return { file: "nft", args: ["-f", "-"], input: script, timeoutMs: 30_000 };
+  return nftScript(script);
 }
 
 /**
@@ -162,7 +162,7 @@ export function updateElements(before: StrictRules, after: StrictRules): Command
     });
   const lines = [...statements("delete", deletes), ...statements("add", adds)];
   if (lines.length === 0) return undefined;
-  return { file: "nft", args: ["-f", "-"], input: `${lines.join("\n")}\n`, timeoutMs: 30_000 };
+  return nftScript(`${lines.join("\n")}\n`);
 }
 
 const SET_NAMES = ["strict4", "strict6", "local4", "local6"] as const;
@@ -179,7 +179,12 @@ function collectMissing(from: readonly string[], to: readonly string[], list: "s
   }
 }
 
+/** `nft -f -`: one script, applied by nft as one transaction. */
+function nftScript(script: string): Command {
+  return { file: "nft", args: ["-f", "-"], input: script, timeoutMs: 30_000 };
+}
+
 export function deleteTable(table: string): Command {
   const script = `table ${TABLE_FAMILY} ${table} {}\ndelete table ${TABLE_FAMILY} ${table}\n`;
-  return { file: "nft", args: ["-f", "-"], input: script, timeoutMs: 30_000 };
+  return nftScript(script);
 }
