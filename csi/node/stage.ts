@@ -5,7 +5,7 @@ import { FailedPreconditionError } from "../../lib/errors.js";
 import type { AttachRequest, NodeDiskSource } from "../disk/disk-source.js";
 import { failpoint, failpointLeaving } from "../failpoints.js";
 import * as cryptsetup from "../luks/cryptsetup.js";
-import type { HeaderParse } from "../luks/header.js";
+import type { HeaderParse, Luks2Header } from "../luks/header.js";
 import { type LuksDevices, mapperName, mapperPath, mappingStatus } from "../luks/luks-device.js";
 import { dataOffsetBytes, isNeverUsedLabel, isUnfinishedFormat, LUKS_FORMAT, wipedBytes, wipingLabel } from "../luks/policy.js";
 import * as blkid from "../tools/blkid.js";
@@ -59,19 +59,11 @@ export async function stageVolume(deps: StageDeps, request: StageRequest): Promi
   // copy — is probed by blkid as well, which also sees other signatures beside a header and
   // tells an empty disk from one that holds something (never formatted).
   const header = await deps.luks.readHeader(device, signal);
-  let plan: DevicePlan;
-  if (header.ok && header.problems.length === 0 && header.copies.length === 1) {
-    plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
-  } else {
-    const probe = blkid.parseProbe(await deps.run(blkid.probe(device), { signal }));
-    const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(deps.run, device, signal)) : undefined;
-    plan = planDevice(probe, nonZero);
-    // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the
-    // copy cryptsetup uses, which after an interrupted relabel may be the other one.
-    if (plan.action === "open" && header.ok) {
-      plan = { action: "open", uuid: header.header.uuid, label: header.header.label, subsystem: header.header.subsystem };
-    }
-  }
+  let plan: DevicePlan =
+    header.ok && header.problems.length === 0 && header.copies.length === 1 ? openPlan(header.header) : await probeDevice(deps.run, device, signal);
+  // blkid reads one copy of a LUKS2 header; the label and UUID that count are those of the
+  // copy cryptsetup uses, which after an interrupted relabel may be the other one.
+  if (plan.action === "open" && header.ok) plan = openPlan(header.header);
 
   if (mapping.active) {
     // An open mapping means an earlier attempt got this far; never format under it.
@@ -211,6 +203,17 @@ async function settleLabel(
     request.log.info({ stagingPath: request.stagingPath }, "grew the filesystem of a copy restored to a larger size");
   }
   await deps.luks.setLabel(volume.device, "in-use", request.signal);
+}
+
+/** What blkid (and, for a disk without a signature, its bytes) says may be done with `device`. */
+async function probeDevice(run: Runner, device: string, signal: AbortSignal): Promise<DevicePlan> {
+  const probe = blkid.parseProbe(await run(blkid.probe(device), { signal }));
+  const nonZero = probe.kind === "empty" ? await firstNonZeroByte(device, await deviceSize(run, device, signal)) : undefined;
+  return planDevice(probe, nonZero);
+}
+
+function openPlan(header: Luks2Header): DevicePlan {
+  return { action: "open", uuid: header.uuid, label: header.label, subsystem: header.subsystem };
 }
 
 async function deviceSize(run: Runner, device: string, signal: AbortSignal): Promise<number> {
