@@ -13,7 +13,7 @@ import type { LineageMember } from "../../lib/key-lineage.js";
 import { LUKS_HEADER_BYTES, minimumCapacityBytes, parseCapacityRange, sizeFor } from "../controller/capacity.js";
 import type { CallBounds } from "../disk/disk-source.js";
 import { DEFAULT_FILESYSTEM } from "../node/stage-plan.js";
-import { keyIdContext } from "../keys/binding.js";
+import { KEY_ID_CONTEXT_KEY, keyIdContext } from "../keys/binding.js";
 import type { InnerDriver } from "./inner-driver.js";
 import type { WrapKeyBinding } from "./key-binding.js";
 import { checkCapability, wrapContext, wrapParameters } from "./policy.js";
@@ -69,9 +69,9 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
     method: K,
     bytes: Buffer,
     context: CallContext,
-    rewrite: (response: Buffer) => Buffer = (b) => b,
+    rewrite: (response: Buffer) => Buffer | Promise<Buffer> = (b) => b,
   ): Promise<ResponseOf<ControllerDefinition[K]>> {
-    const answer = rewrite(await inner.callRaw(definition, method, bytes, bounds(context)));
+    const answer = await rewrite(await inner.callRaw(definition, method, bytes, bounds(context)));
     const def = definition[method] as unknown as MethodDefinition<object, object, object, object>;
     return respondWith(def.responseDeserialize(answer), answer) as ResponseOf<ControllerDefinition[K]>;
   }
@@ -108,14 +108,15 @@ export function createWrapControllerService(options: WrapControllerOptions): Asy
       };
       const source = contentSource(req.volume_content_source);
       const sourceKeyId = source && (await keys.sourceKey(source, context.signal));
-      const created = await inner.callRaw(definition, "CreateVolume", translate.createVolumeRequest(bytesOf(req), range), bounds(context));
-      const volumeId = definition.CreateVolume.responseDeserialize(created).volume?.volume_id ?? "";
-      if (volumeId === "") throw new InternalError(`the inner driver ${inner.target} answered CreateVolume ${req.name} without a volume id`);
-      const keyId = await keys.bindVolume(volumeId, sourceKeyId, source !== undefined, context.signal);
-      const answer = translate.createVolumeResponse(created, overhead, { ...wrapContext(parameters), ...keyIdContext(keyId) });
-      const response = respondWith(definition.CreateVolume.responseDeserialize(answer), answer);
+      const response = await forward("CreateVolume", translate.createVolumeRequest(bytesOf(req), range), context, async (created) => {
+        const volumeId = definition.CreateVolume.responseDeserialize(created).volume?.volume_id ?? "";
+        if (volumeId === "") throw new InternalError(`the inner driver ${inner.target} answered CreateVolume ${req.name} without a volume id`);
+        const keyId = await keys.bindVolume(volumeId, sourceKeyId, source !== undefined, context.signal);
+        return translate.createVolumeResponse(created, overhead, { ...wrapContext(parameters), ...keyIdContext(keyId) });
+      });
+      const volume = response.volume;
       options.log.info(
-        { name: req.name, volume_id: volumeId, keyId, capacity: response.volume?.capacity_bytes, integrity: parameters.integrity },
+        { name: req.name, volume_id: volume?.volume_id, keyId: volume?.volume_context[KEY_ID_CONTEXT_KEY], capacity: volume?.capacity_bytes, integrity: parameters.integrity },
         "volume created by the inner driver",
       );
       return response;
