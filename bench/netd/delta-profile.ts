@@ -11,6 +11,7 @@ import { LinuxDataplane } from "../../netd/dataplane.js";
 import { generateKeyPair, writeKeyFile } from "../../netd/keys.js";
 import { NetdMetrics } from "../../netd/metrics.js";
 import { KubeNodeSource } from "../../netd/node-source.js";
+import { median } from "../lib/stats.js";
 import { syntheticName, syntheticNode } from "./synthetic-nodes.js";
 
 /**
@@ -107,7 +108,6 @@ try {
     if (wgSetAt === undefined) throw new Error(`${type} node ${i}: no wg set`);
     return { wg: wgSetAt - t0, done };
   };
-  const p50 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
   const added: Array<{ wg: number; done: number }> = [];
   const removed: Array<{ wg: number; done: number }> = [];
   for (let k = 0; k < samples; k++) {
@@ -118,7 +118,7 @@ try {
     if (k === 0) process.stderr.write(`commands per add: ${commandsPerAdd}\n`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  const fmt = (xs: number[]) => `p50 ${p50(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`;
+  const fmt = (xs: number[]) => `p50 ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`;
   process.stdout.write(
     `${nodes} nodes, ${samples} samples each (${syntheticName(1)}…):\n` +
       `  add:    event → wg set ${fmt(added.map((s) => s.wg))}; → reconcile done ${fmt(added.map((s) => s.done))}\n` +
