@@ -1,4 +1,4 @@
-import { KubeConfig } from "@kubernetes/client-node";
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { join } from "node:path";
 import { inject } from "vitest";
 import { createRunner, type CommandResult, type Runner } from "../../lib/exec.js";
@@ -50,6 +50,21 @@ export function adminClient(): KubeConfig {
 }
 
 let runner: Runner | undefined;
+/** A key's CloakKey record (keyservice/README.md, "Authorisation"), as the admin reads it. */
+export interface CloakKeyRecord {
+  readonly spec: { driver: string; node?: string; volumes?: string[]; snapshots?: string[]; revoked?: boolean; revokedAt?: string };
+}
+
+/** The CloakKey record of a key id, or undefined when there is none. */
+export async function readCloakKey(keyId: string): Promise<CloakKeyRecord | undefined> {
+  try {
+    return (await adminClient().makeApiClient(CustomObjectsApi).getClusterCustomObject({ group: "cloak.dev", version: "v1alpha1", plural: "cloakkeys", name: keyId })) as CloakKeyRecord;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
 export function testRunner(): Runner {
   runner ??= createRunner({ logger: createLogger({ component: "deploy-test", level: process.env["LOG_LEVEL"] ?? "warn" }) });
   return runner;

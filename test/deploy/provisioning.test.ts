@@ -18,7 +18,7 @@ import { luksFormat, isLuks2 } from "../../csi/luks/cryptsetup.js";
 import { volumeImagePath } from "../../csi/disk/local/layout.js";
 import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
-import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, render, testRunner, type KubeObject } from "./kube.js";
+import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, readCloakKey, render, testRunner, type KubeObject } from "./kube.js";
 import { waitFor } from "../support/wait.js";
 import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
 import { cloakArgv, container, hostCommand, writeSecretVolume, type PodIdentity } from "./pod-runner.js";
@@ -243,16 +243,6 @@ afterAll(async () => {
   await kubectl(["-n", NAMESPACE, "delete", "secret", "--ignore-not-found", "cloak-keyservice-keys", "cloak-keyservice-tls", "cloak-csi-node-keyservice-tls"]).catch(() => undefined);
 });
 
-/** The CloakKey record of a key id (keyservice/README.md, "Authorisation"), or undefined. */
-async function readKey(keyId: string): Promise<{ spec: { driver: string; node?: string; volumes?: string[]; snapshots?: string[]; revoked?: boolean; revokedAt?: string } } | undefined> {
-  try {
-    return (await adminClient().makeApiClient(CustomObjectsApi).getClusterCustomObject({ group: "cloak.dev", version: "v1alpha1", plural: "cloakkeys", name: keyId })) as never;
-  } catch (err) {
-    if ((err as { code?: number }).code === 404) return undefined;
-    throw err;
-  }
-}
-
 describe("provisioning through the real external-provisioner, external-resizer and external-snapshotter", () => {
   let pvName = "";
   let volumeId = "";
@@ -306,7 +296,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     // record, written by n1's plugin for n1.
     keyId = pv.spec?.csi?.volumeAttributes?.["cloak.dev/key-id"] ?? "";
     expect(keyId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect((await readKey(keyId))?.spec).toEqual({ driver: "csi.cloak.dev", node: NODE, volumes: [volumeId], snapshots: [], revoked: false });
+    expect((await readCloakKey(keyId))?.spec).toEqual({ driver: "csi.cloak.dev", node: NODE, volumes: [volumeId], snapshots: [], revoked: false });
     // Made by n1's provisioner only: the other node was not even asked.
     expect(existsSync(volumeImagePath(stack(NODE2).volumesDir, volumeId))).toBe(false);
     expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateVolume");
@@ -384,7 +374,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     const snapFile = join(volumesDir(), "snapshots", `${snapId}.img`);
     expect(existsSync(snapFile)).toBe(true);
     // The snapshot carries the volume's header, so it joins the key's lineage.
-    expect((await readKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [snapId], revoked: false });
+    expect((await readCloakKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [snapId], revoked: false });
     expect(daemons.get(`${NODE2}-cloak-csi`)?.stdout).not.toContain("Controller/CreateSnapshot");
 
     // Deleting the VolumeSnapshot: the controller marks the content, then deletes it; the
@@ -396,7 +386,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     await custom.deleteClusterCustomObject({ ...api, plural: "volumesnapshotcontents", name: contentName });
     await waitFor("the snapshot content gone", async () => (await readContent()) === undefined, 90_000);
     expect(existsSync(snapFile)).toBe(false);
-    expect((await readKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [], revoked: false });
+    expect((await readCloakKey(keyId))?.spec).toMatchObject({ volumes: [volumeId], snapshots: [], revoked: false });
     await custom.deleteNamespacedCustomObject({ ...api, namespace: APP_NS, plural: "volumesnapshots", name: "data-snap" });
   }, 240_000);
 
@@ -429,7 +419,7 @@ describe("provisioning through the real external-provisioner, external-resizer a
     expect(existsSync(file)).toBe(false);
     expect(existsSync(join(volumesDir(), "records", "volumes", `${volumeId}.json`))).toBe(false);
     // Its last volume and snapshot gone, the key is revoked, for good.
-    const revoked = await readKey(keyId);
+    const revoked = await readCloakKey(keyId);
     expect(revoked?.spec).toMatchObject({ driver: "csi.cloak.dev", node: NODE, volumes: [], snapshots: [], revoked: true });
     expect(Date.parse(revoked?.spec.revokedAt ?? "")).toBeGreaterThan(Date.now() - 300_000);
     const unrevoke = await kubectl(["patch", "cloakkey", keyId, "--type=merge", "-p", '{"spec":{"revoked":false}}'], { okExitCodes: [1] });

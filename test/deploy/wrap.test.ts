@@ -20,7 +20,7 @@ import { freePort } from "../apiserver/apiserver.js";
 import { Daemon } from "../netns/daemon.js";
 import { scrubTree } from "../support/scrub.js";
 import { waitFor } from "../support/wait.js";
-import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, parseYamlObjects, testRunner, type KubeObject } from "./kube.js";
+import { NAMESPACE, adminClient, deployCluster, find, kubectl, manifestsDir, parseYamlObjects, readCloakKey, testRunner, type KubeObject } from "./kube.js";
 import { cloakArgv, container, hostCommand } from "./pod-runner.js";
 import { sidecarPaths, volumeControllersArgv, volumeControllersReady } from "./volume-controllers.js";
 import { serviceAccountToken, writeTokenKubeconfig } from "./tokens.js";
@@ -201,10 +201,12 @@ const readPv = async (name: string): Promise<V1PersistentVolume | undefined> => 
     throw err;
   }
 };
-/** The CloakKey record of a key id (keyservice/README.md, "Authorisation"). */
-type KeyRecord = { spec: { driver: string; node?: string; volumes?: string[]; snapshots?: string[]; revoked: boolean } };
-const keyRecord = async (keyId: string) =>
-  (await custom.getClusterCustomObject({ group: "cloak.dev", version: "v1alpha1", plural: "cloakkeys", name: keyId })) as KeyRecord;
+/** The CloakKey record of a key id, which must exist. */
+const keyRecord = async (keyId: string) => {
+  const record = await readCloakKey(keyId);
+  if (!record) throw new Error(`no CloakKey ${keyId}`);
+  return record;
+};
 const keyIdOf = (pv: V1PersistentVolume | undefined) => pv?.spec?.csi?.volumeAttributes?.["cloak.dev/key-id"] ?? "";
 const readPvc = (name: string) => core.readNamespacedPersistentVolumeClaim({ namespace: APP_NS, name });
 const merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
@@ -403,7 +405,10 @@ describe("provisioning through cloak in front of the vendor's driver", () => {
     for (const name of ["restored", "data"]) await core.deleteNamespacedPersistentVolumeClaim({ namespace: APP_NS, name });
     await waitFor("the inner disk deleted", async () => !existsSync(innerFile(handle, "img")), 120_000);
     // The key's last volume and snapshot gone: revoked, the erase of a wrapped disk.
-    const revoked = await waitFor("the key revoked", async () => ((await keyRecord(keyId)).spec.revoked ? await keyRecord(keyId) : undefined), 120_000);
+    const revoked = await waitFor("the key revoked", async () => {
+      const record = await keyRecord(keyId);
+      return record.spec.revoked ? record : undefined;
+    }, 120_000);
     expect(revoked.spec).toMatchObject({ volumes: [], snapshots: [], revoked: true });
   }, 240_000);
 });
