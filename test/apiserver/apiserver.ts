@@ -40,6 +40,8 @@ export interface ApiServerOptions {
   readonly runner?: Runner;
   /** Extra kube-apiserver flags. */
   readonly extraArgs?: readonly string[];
+  /** --authorization-mode (a list flag: extraArgs would add to it, not replace it); default RBAC. */
+  readonly authorizationModes?: readonly string[];
   /**
    * An EncryptionConfiguration (apiserver.config.k8s.io/v1) for data at rest, written to the
    * directory and passed as --encryption-provider-config (e.g. a KMS v2 plugin for secrets).
@@ -174,7 +176,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
     `--service-account-key-file=${sa.pub}`,
     `--service-account-signing-key-file=${sa.key}`,
-    "--authorization-mode=RBAC",
+    `--authorization-mode=${(o.authorizationModes ?? ["RBAC"]).join(",")}`,
     "--allow-privileged=true",
     `--cert-dir=${join(dir, "cert-dir")}`,
     "--v=1",

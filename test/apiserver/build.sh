@@ -8,6 +8,7 @@
 #   build.sh                 kube-apiserver and etcd
 #   build.sh kubectl         also kubectl
 #   build.sh kubectl kube-controller-manager   also both (test/deploy runs the PV controllers)
+#   build.sh kube-scheduler kubelet kube-proxy  also these (test/cluster runs a whole cluster)
 #   build.sh --print-paths   print NAME=PATH lines for what would be used (builds nothing)
 #   build.sh --regen         regenerate go.mod's replace block for K8S_VERSION (needs the proxy)
 set -euo pipefail
@@ -30,7 +31,7 @@ if [[ "${1:-}" == "--regen" ]]; then
   {
     sed -n '1,/^module /p' "$here/go.mod"
     printf '\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\ntool (\n' "$K8S_VERSION"
-    printf '\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n\tk8s.io/kubernetes/cmd/kubectl\n)\n\nreplace (\n'
+    printf '\tgo.etcd.io/etcd/server/v3\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n\tk8s.io/kubernetes/cmd/kube-proxy\n\tk8s.io/kubernetes/cmd/kube-scheduler\n\tk8s.io/kubernetes/cmd/kubectl\n\tk8s.io/kubernetes/cmd/kubelet\n)\n\nreplace (\n'
     awk '/=> \.\/staging/ {print "\t" $1 " => " $1 " '"$staging_version"'"}' "$mod"
     printf ')\n'
   } >"$here/go.mod.new"
@@ -48,9 +49,13 @@ apiserver=$bin_dir/kube-apiserver-$K8S_VERSION
 etcd=$bin_dir/etcd-$etcd_version
 kubectl=$bin_dir/kubectl-$K8S_VERSION
 kcm=$bin_dir/kube-controller-manager-$K8S_VERSION
+scheduler=$bin_dir/kube-scheduler-$K8S_VERSION
+kubelet=$bin_dir/kubelet-$K8S_VERSION
+proxy=$bin_dir/kube-proxy-$K8S_VERSION
 
 if [[ "${1:-}" == "--print-paths" ]]; then
   printf 'KUBE_APISERVER=%s\nETCD=%s\nKUBECTL=%s\nKUBE_CONTROLLER_MANAGER=%s\n' "$apiserver" "$etcd" "$kubectl" "$kcm"
+  printf 'KUBE_SCHEDULER=%s\nKUBELET=%s\nKUBE_PROXY=%s\n' "$scheduler" "$kubelet" "$proxy"
   exit 0
 fi
 
@@ -59,6 +64,9 @@ for extra in "$@"; do
   case $extra in
     kubectl) wanted+=("$kubectl") ;;
     kube-controller-manager) wanted+=("$kcm") ;;
+    kube-scheduler) wanted+=("$scheduler") ;;
+    kubelet) wanted+=("$kubelet") ;;
+    kube-proxy) wanted+=("$proxy") ;;
     *) echo "build.sh: unknown binary $extra" >&2; exit 2 ;;
   esac
 done
@@ -93,6 +101,9 @@ for extra in "$@"; do
   case $extra in
     kubectl) build "$kubectl" k8s.io/kubernetes/cmd/kubectl ;;
     kube-controller-manager) build "$kcm" k8s.io/kubernetes/cmd/kube-controller-manager ;;
+    kube-scheduler) build "$scheduler" k8s.io/kubernetes/cmd/kube-scheduler ;;
+    kubelet) build "$kubelet" k8s.io/kubernetes/cmd/kubelet ;;
+    kube-proxy) build "$proxy" k8s.io/kubernetes/cmd/kube-proxy ;;
   esac
 done
 exit 0
