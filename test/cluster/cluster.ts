@@ -9,7 +9,10 @@ import { startApiServer, type ApiServer } from "../apiserver/apiserver.js";
 import { ensureCa, ensureLeaf } from "../apiserver/certs.js";
 import { Daemon } from "../netns/daemon.js";
 import { createTestbed, nodeAddresses, type Testbed } from "../netns/testbed.js";
-import { cniConfig, containerdConfig, kubeletConfig, type NodeSpec } from "./node-config.js";
+import { cniConfig, containerdConfig, kubeletConfig, kubeProxyConfig, type NodeSpec } from "./node-config.js";
+
+/** Every node's pod range is inside this one (test/netns/testbed.ts's address plan). */
+const POD_RANGE = "198.51.100.0/24";
 
 /**
  * A real Kubernetes cluster on this machine: the control plane (etcd, kube-apiserver with the
@@ -61,7 +64,9 @@ export async function printedPaths(runner: Runner, script: string): Promise<Reco
 
 /** What the cluster runs, built beforehand by `make cluster-deps`; a missing one fails loudly. */
 async function clusterBinaries(runner: Runner): Promise<Record<string, string>> {
-  const paths = {
+  const image = (await runner({ file: join(packageRoot(), "scripts/image/build.sh"), args: ["--print-path"] })).stdout.trim();
+  const paths: Record<string, string> = {
+    CLOAK_IMAGE: image,
     ...(await printedPaths(runner, "test/apiserver/build.sh")),
     ...(await printedPaths(runner, "test/cluster/runtime/build.sh")),
     ...(await printedPaths(runner, "test/cluster/images.sh")),
@@ -69,10 +74,11 @@ async function clusterBinaries(runner: Runner): Promise<Record<string, string>> 
   // The guests' kernel: prepared here, because inside the testbed's namespaces there is no network
   // to download it with (a no-op when cached).
   await runner({ file: join(packageRoot(), "test/vm/run.sh"), args: ["--prepare"], env: { CLOAK_VM: "force" }, timeoutMs: 15 * 60_000 });
-  const wanted = ["KUBECTL", "KUBE_CONTROLLER_MANAGER", "KUBE_SCHEDULER", "KUBELET", "CONTAINERD_BIN", "RUNC", "CNI_BIN", "PAUSE_IMAGE", "BUSYBOX_IMAGE"];
+  const wanted = ["KUBECTL", "KUBE_CONTROLLER_MANAGER", "KUBE_SCHEDULER", "KUBELET", "KUBE_PROXY", "CONTAINERD_BIN", "RUNC", "CNI_BIN", "PAUSE_IMAGE", "BUSYBOX_IMAGE", "SIDECAR_IMAGES", "CLOAK_IMAGE"];
   for (const name of wanted) {
-    const path = paths[name];
-    if (!path || !existsSync(path)) throw new Error(`test/cluster: ${name} is not built (${path ?? "unknown"}): run \`make cluster-deps\``);
+    for (const path of (paths[name] ?? "").split(" ")) {
+      if (!path || !existsSync(path)) throw new Error(`test/cluster: ${name} is not built (${path || "unknown"}): run \`make cluster-deps\``);
+    }
   }
   return paths;
 }
@@ -164,6 +170,15 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       { netns: apiNs },
     );
 
+    // One state disk with every image unpacked, which each guest attaches copy-on-write.
+    const disk = join(o.dir, "node-disk.img");
+    await runner({
+      file: join(packageRoot(), "test/cluster/node-disk.sh"),
+      args: ["--out", disk, "--size", "8G", need("PAUSE_IMAGE"), need("BUSYBOX_IMAGE"), ...need("SIDECAR_IMAGES").split(" "), need("CLOAK_IMAGE")],
+      env: { CONTAINERD_BIN: need("CONTAINERD_BIN") },
+      timeoutMs: 10 * 60_000,
+    });
+
     const core = api.adminClient.makeApiClient(CoreV1Api);
     const nodes: ClusterNode[] = [];
     for (let i = 1; i <= o.nodes; i++) {
@@ -176,6 +191,9 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       await writeFile(join(nodeDir, "kubelet.yaml"), kubeletConfig(spec, { clientCAFile: api.caFile }));
       await writeFile(join(nodeDir, "containerd.toml"), containerdConfig({ runc: need("RUNC"), cniBin: need("CNI_BIN"), pauseImage: need("PAUSE_NAME") }));
       await writeFile(join(nodeDir, "10-bridge.conflist"), cniConfig(spec));
+      const proxyKubeconfig = join(nodeDir, "kube-proxy.kubeconfig");
+      await copyFile(await api.userKubeconfig({ user: "system:kube-proxy", server }), proxyKubeconfig);
+      await writeFile(join(nodeDir, "kube-proxy.yaml"), kubeProxyConfig(spec, { kubeconfig: proxyKubeconfig, clusterCIDR: POD_RANGE }));
       // The Node exists before its kubelet, with its pod range: the range is part of the plan
       // (the CNI file above, the routes below), not whatever an allocator picks first.
       await core.createNode({ body: { metadata: { name: spec.name }, spec: { podCIDR: spec.podCIDR, podCIDRs: [spec.podCIDR] } } });
@@ -198,13 +216,16 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
           netns: testbed.underlayNs,
           env: {
             CLOAK_VM: "force",
-            CLOAK_VM_QEMU_ARGS: `-netdev tap,id=u0,ifname=${tap},script=no,downscript=no -device virtio-net-pci,netdev=u0,mac=${mac}`,
+            CLOAK_VM_QEMU_ARGS: [
+              `-netdev tap,id=u0,ifname=${tap},script=no,downscript=no -device virtio-net-pci,netdev=u0,mac=${mac}`,
+              `-drive file=${disk},format=raw,if=none,id=state,snapshot=on,cache=unsafe -device virtio-blk-pci,drive=state,serial=cloak-node-state`,
+            ].join(" "),
             CLOAK_NODE_NAME: spec.name,
             CLOAK_NODE_IP: spec.ip,
             CLOAK_NODE_GATEWAY: testbed.apiAddress4,
             CLOAK_NODE_DIR: nodeDir,
-            CLOAK_NODE_IMAGES: [need("PAUSE_IMAGE"), need("BUSYBOX_IMAGE")].join(" "),
             CLOAK_KUBELET: need("KUBELET"),
+            CLOAK_KUBE_PROXY: need("KUBE_PROXY"),
             CLOAK_CONTAINERD_BIN: need("CONTAINERD_BIN"),
             CLOAK_RUNC: need("RUNC"),
             CLOAK_CNI_BIN: need("CNI_BIN"),

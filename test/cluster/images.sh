@@ -5,10 +5,15 @@
 #   busybox   Debian's busybox-static with its applets linked, the tests' own pods' image; also
 #             named as the e2e suite's busybox, for which it stands in (same applets, not
 #             upstream's bytes)
-# Names carry what they are built from, so a new pause or busybox gives a new file.
+#   csi-provisioner, csi-resizer, csi-snapshotter   the real sidecars test/deploy/sidecars builds
+#             at the versions manifests/ pins, one static binary per image, named
+#             cloak.invalid/<sidecar>:<version> (test/cluster/overlay points the manifests there)
+# cloak's own image is `make image`'s archive (scripts/image/build.sh). File names carry what
+# they are built from, so a new input gives a new file.
 #
 #   images.sh                 write what is missing
-#   images.sh --print-paths   PAUSE_IMAGE=FILE BUSYBOX_IMAGE=FILE, and the names they import as
+#   images.sh --print-paths   PAUSE_IMAGE=FILE, BUSYBOX_IMAGE=FILE, SIDECAR_IMAGES="FILE...",
+#                             and the names the first two import as
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,8 +30,18 @@ pause_key=$( [[ -x $pause_bin ]] && sha256sum "$pause_bin" | cut -c1-12 || echo 
 pause_out=$out_dir/pause-$pause_key.oci.tar
 busybox_out=$out_dir/busybox-${busybox_version//[^A-Za-z0-9.+-]/_}.oci.tar
 
+# name|binary|archive for each sidecar; the binary's version is the part after "<name>-".
+sidecars=()
+while IFS='=' read -r _ binary; do
+  name=$(basename "$binary") name=${name%-v*}
+  sidecars+=("$name|$binary|$out_dir/$(basename "$binary").oci.tar")
+done < <("$here/../deploy/sidecars/build.sh" --print-paths | grep -E '^CSI_(PROVISIONER|RESIZER|SNAPSHOTTER)=')
+sidecar_files=()
+for entry in "${sidecars[@]}"; do sidecar_files+=("${entry##*|}"); done
+
 if [[ ${1:-} == --print-paths ]]; then
-  printf 'PAUSE_IMAGE=%s\nPAUSE_NAME=%s\nBUSYBOX_IMAGE=%s\nBUSYBOX_NAME=%s\n' "$pause_out" "$pause_name" "$busybox_out" "${busybox_names[0]}"
+  printf 'PAUSE_IMAGE=%s\nPAUSE_NAME=%s\nBUSYBOX_IMAGE=%s\nBUSYBOX_NAME=%s\nSIDECAR_IMAGES=%s\n' \
+    "$pause_out" "$pause_name" "$busybox_out" "${busybox_names[0]}" "${sidecar_files[*]}"
   exit 0
 fi
 [[ -x $pause_bin ]] || { echo "images.sh: no pause binary at $pause_bin (test/cluster/runtime/build.sh)" >&2; exit 1; }
@@ -57,3 +72,14 @@ if [[ ! -f $busybox_out ]]; then
   mv "$work/busybox.tar" "$busybox_out"
   echo "images.sh: wrote $busybox_out"
 fi
+for entry in "${sidecars[@]}"; do
+  IFS='|' read -r name binary archive <<<"$entry"
+  [[ -f $archive ]] && continue
+  [[ -x $binary ]] || { echo "images.sh: no $binary (test/deploy/sidecars/build.sh)" >&2; exit 1; }
+  version=$(basename "$binary") version=${version#"$name"-}
+  mkdir -p "$work/$name"
+  cp "$binary" "$work/$name/$name"
+  "$oci" --out "$work/$name.tar" --name "cloak.invalid/$name:$version" --entrypoint "[\"/$name\"]" --root-owned "$work/$name" >/dev/null
+  mv "$work/$name.tar" "$archive"
+  echo "images.sh: wrote $archive"
+done

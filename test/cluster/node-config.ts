@@ -108,3 +108,20 @@ export function kubeletConfig(node: NodeSpec, o: { clientCAFile: string; cluster
     podCIDR: node.podCIDR,
   });
 }
+
+/** kube-proxy in nftables mode (it runs only `nft`); Services of the cluster's range on this node. */
+export function kubeProxyConfig(node: NodeSpec, o: { kubeconfig: string; clusterCIDR: string }): string {
+  return stringify({
+    apiVersion: "kubeproxy.config.k8s.io/v1alpha1",
+    kind: "KubeProxyConfiguration",
+    mode: "nftables",
+    clientConnection: { kubeconfig: o.kubeconfig },
+    hostnameOverride: node.name,
+    // Traffic from the pods' range is not masqueraded: a pod's address reaches the endpoint.
+    clusterCIDR: o.clusterCIDR,
+    // The guest's conntrack table is the kernel's default; kube-proxy need not resize it.
+    conntrack: { maxPerCore: 0 },
+    metricsBindAddress: "127.0.0.1:10249",
+    healthzBindAddress: "127.0.0.1:10256",
+  });
+}

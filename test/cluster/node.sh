@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # One Kubernetes node of test/cluster, inside a VM-tier guest (test/vm/run.sh, CLOAK_VM=force:
 # kubelet owns cgroups and sets global sysctls, so it never runs on the host's kernel). It gets
-# the guest ready the way a node's init system would, starts containerd, imports the images,
-# then runs kubelet until the guest is stopped; kubelet and containerd log to this script's
-# output, line-prefixed, which run.sh streams to the harness.
+# the guest ready the way a node's init system would, starts containerd (its images are on the
+# node's disk already), then runs kubelet and kube-proxy until the guest is stopped. Their logs
+# go to this script's output, line-prefixed, which run.sh streams to the harness.
 #
 # Everything it reads was written before boot (the host's root is shared with cache=loose:
-# files that change after boot may look stale): CLOAK_NODE_DIR holds kubelet.kubeconfig,
-# kubelet.yaml, containerd.toml and 10-bridge.conflist (test/cluster/node-config.ts writes
-# them). Environment: CLOAK_NODE_NAME, CLOAK_NODE_IP (/24 on the underlay), CLOAK_NODE_GATEWAY,
-# CLOAK_NODE_DIR, CLOAK_NODE_IMAGES (OCI archives, space-separated), CLOAK_KUBELET,
+# files that change after boot may look stale). CLOAK_NODE_DIR holds kubelet.kubeconfig,
+# kubelet.yaml, containerd.toml, 10-bridge.conflist and kube-proxy.{kubeconfig,yaml}
+# (test/cluster/cluster.ts writes them). Environment: CLOAK_NODE_NAME, CLOAK_NODE_IP (/24 on the
+# underlay), CLOAK_NODE_GATEWAY, CLOAK_NODE_DIR, CLOAK_KUBELET, CLOAK_KUBE_PROXY,
 # CLOAK_CONTAINERD_BIN (containerd, its shim, ctr), CLOAK_RUNC, CLOAK_CNI_BIN.
 set -euo pipefail
 
 say() { echo "node ${CLOAK_NODE_NAME:-?}: $*"; }
-for var in CLOAK_NODE_NAME CLOAK_NODE_IP CLOAK_NODE_GATEWAY CLOAK_NODE_DIR CLOAK_KUBELET CLOAK_CONTAINERD_BIN CLOAK_RUNC CLOAK_CNI_BIN; do
+for var in CLOAK_NODE_NAME CLOAK_NODE_IP CLOAK_NODE_GATEWAY CLOAK_NODE_DIR CLOAK_KUBELET CLOAK_KUBE_PROXY CLOAK_CONTAINERD_BIN CLOAK_RUNC CLOAK_CNI_BIN; do
   [[ -n ${!var:-} ]] || { say "error: $var is not set"; exit 2; }
 done
 [[ ${CLOAK_VM_MODE:-} == vm ]] || { say "error: a cluster node runs only inside a VM-tier guest (CLOAK_VM=force)"; exit 2; }
@@ -29,11 +29,16 @@ sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.brid
 # Mounts made later (pods' volumes under /var/lib/kubelet) must propagate: what systemd does.
 mount --make-rshared /
 
-# ---- state on ext4, not on the guest's overlay root (overlayfs cannot stack on it) -----------
-truncate -s 8G /run/node-disk.img
-mkfs.ext4 -q -F -E lazy_itable_init=1,lazy_journal_init=1 /run/node-disk.img
+# ---- state on the node's disk: ext4 on a virtio disk (serial cloak-node-state) that
+# test/cluster/node-disk.sh wrote with the images already in containerd's store; qemu keeps the
+# guest's writes apart (snapshot=on). Not the guest's overlay root: overlayfs cannot stack on it.
+disk=''
+for dev in /sys/block/vd*; do
+  [[ $(cat "$dev/serial" 2>/dev/null) == cloak-node-state ]] && disk=/dev/${dev##*/}
+done
+[[ -n $disk ]] || { say "error: no disk with serial cloak-node-state (CLOAK_VM_QEMU_ARGS)"; exit 2; }
 mkdir -p /var/lib/node
-mount -o loop /run/node-disk.img /var/lib/node
+mount "$disk" /var/lib/node
 for dir in kubelet containerd cloak; do
   mkdir -p "/var/lib/node/$dir" "/var/lib/$dir"
   mount --bind "/var/lib/node/$dir" "/var/lib/$dir"
@@ -56,7 +61,7 @@ step "kernel, disk and network ready ($nic $CLOAK_NODE_IP)"
 
 # ---- containerd ------------------------------------------------------------------------------
 export PATH=$CLOAK_CONTAINERD_BIN:$(dirname "$CLOAK_RUNC"):$PATH
-# Both daemons run until the guest powers off (after this script); one that exits ends it.
+# The daemons run until the guest powers off (after this script); one that exits ends it.
 pids=()
 containerd --config "$CLOAK_NODE_DIR/containerd.toml" 2>&1 | sed -u 's/^/containerd: /' &
 pids+=($!)
@@ -66,13 +71,9 @@ for _ in $(seq 600); do
 done
 ctr --address /run/containerd/containerd.sock version >/dev/null || { say "error: containerd did not start"; exit 1; }
 step "containerd ready"
-for image in ${CLOAK_NODE_IMAGES:-}; do
-  ctr --address /run/containerd/containerd.sock -n k8s.io images import --platform linux/amd64 "$image" |
-    sed -u 's/^/ctr: /'
-done
-step "images imported: ${CLOAK_NODE_IMAGES:-none}"
+ctr --address /run/containerd/containerd.sock -n k8s.io images list -q | sed -u 's/^/image: /'
 
-# ---- kubelet: until the guest is stopped -----------------------------------------------------
+# ---- kubelet and kube-proxy: until the guest is stopped ----------------------------------------
 "$CLOAK_KUBELET" \
   --config="$CLOAK_NODE_DIR/kubelet.yaml" \
   --kubeconfig="$CLOAK_NODE_DIR/kubelet.kubeconfig" \
@@ -81,7 +82,9 @@ step "images imported: ${CLOAK_NODE_IMAGES:-none}"
   --cert-dir=/var/lib/kubelet/pki \
   --v=1 2>&1 | sed -u 's/^/kubelet: /' &
 pids+=($!)
-step "kubelet started"
+"$CLOAK_KUBE_PROXY" --config="$CLOAK_NODE_DIR/kube-proxy.yaml" --v=1 2>&1 | sed -u 's/^/kube-proxy: /' &
+pids+=($!)
+step "kubelet and kube-proxy started"
 wait -n "${pids[@]}"
 say "error: a node daemon exited"
 exit 1

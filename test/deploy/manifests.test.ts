@@ -199,6 +199,9 @@ describe("what the design depends on", () => {
     expect(config.healthListen).toEqual({ kind: "tcp", host: "0.0.0.0", port: 9808 });
     expect(plugin.ports).toContainEqual({ name: "healthz", containerPort: config.healthListen?.port });
     expect(plugin.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "healthz" });
+    // Liveness waits for the first answer (a slow start is not a dead plugin).
+    expect(plugin.startupProbe?.httpGet).toEqual({ path: "/healthz", port: "healthz" });
+    expect((plugin.startupProbe?.periodSeconds ?? 10) * (plugin.startupProbe?.failureThreshold ?? 3)).toBeGreaterThanOrEqual(300);
     expect(plugin.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "healthz" });
     // kubelet gives up on a probe after timeoutSeconds; the plugin's own checks answer within 4 s.
     expect(plugin.livenessProbe?.timeoutSeconds).toBeGreaterThanOrEqual(5);
