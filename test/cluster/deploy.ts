@@ -41,13 +41,13 @@ export async function deployCloak(timeoutMs = 20 * 60_000): Promise<void> {
   }
 }
 
-/** The node plugin's pod on `node` (for looking at the node's disk through it). */
-export async function csiNodePod(node: string): Promise<string> {
+/** The pod of cloak's DaemonSet `app` (cloak-csi-node, cloak-netd) on `node`. */
+export async function daemonPodOn(app: string, node: string): Promise<string> {
   const out = await kubectl([
-    "-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=cloak-csi-node",
+    "-n", NAMESPACE, "get", "pods", "-l", `app.kubernetes.io/name=${app}`,
     "--field-selector", `spec.nodeName=${node}`, "-o", "jsonpath={.items[0].metadata.name}",
   ]);
   const name = out.stdout.trim();
-  if (!name) throw new Error(`no cloak-csi-node pod on ${node}`);
+  if (!name) throw new Error(`no ${app} pod on ${node}`);
   return name;
 }

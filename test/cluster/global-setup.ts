@@ -10,7 +10,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const dir = await mkdtemp(join(tmpdir(), "cloak-cluster-"));
   const keep = Boolean(process.env["CLOAK_KEEP_TEST_DIR"]);
   const removeDir = () => (keep ? Promise.resolve() : rm(dir, { recursive: true, force: true }));
-  const nodes = Number(process.env["CLOAK_CLUSTER_NODES"] ?? "1");
+  // Two nodes (pod traffic between them); one vCPU each, as the machine has two cores.
+  const nodes = Number(process.env["CLOAK_CLUSTER_NODES"] ?? "2");
   const started = Date.now();
   let cluster;
   try {
@@ -29,8 +30,20 @@ export default async function setup(project: TestProject): Promise<() => Promise
     logs: cluster.logs,
   };
   project.provide("cluster", info);
+  // Interrupted (Ctrl-C, a CI timeout): vitest would not run the teardown below, and the guests
+  // would live on until the next run removes them; stop them now.
+  const onSignal = (signal: NodeJS.Signals) => {
+    void cluster
+      .stop()
+      .then(removeDir)
+      .finally(() => process.kill(process.pid, signal));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   console.log(`cluster tests: ${nodes} node(s) Ready in ${Math.round((Date.now() - started) / 1000)} s (${dir})`);
   return async () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     await cluster.stop();
     await removeDir();
   };

@@ -28,6 +28,8 @@ export function cluster(): ClusterInfo {
 }
 
 let runner: Runner | undefined;
+/** Runs a command on this machine (through lib/exec), e.g. in one of the testbed's namespaces. */
+export const hostRun: Runner = (command, options) => testRunner()(command, options);
 function testRunner(): Runner {
   runner ??= createRunner({ logger: createLogger({ component: "cluster-test", level: "warn" }) });
   return runner;

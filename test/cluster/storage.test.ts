@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { csiNodePod, deployCloak, NAMESPACE } from "./deploy.js";
+import { daemonPodOn, deployCloak, NAMESPACE } from "./deploy.js";
 import { cluster, kubectl, showLogsOnFailure, waitFor } from "./kube.js";
 
 /**
@@ -52,7 +52,7 @@ async function runToCompletion(name: string, manifest: string): Promise<{ log: s
 
 /** Runs a shell command in the node plugin's container on `node`. */
 async function onNodeDisk(node: string, script: string): Promise<{ stdout: string; exitCode: number }> {
-  const pod = await csiNodePod(node);
+  const pod = await daemonPodOn("cloak-csi-node", node);
   const out = await kubectl(["-n", NAMESPACE, "exec", pod, "-c", "cloak-csi", "--", "sh", "-c", script], { okExitCodes: [1, 2] });
   return { stdout: out.stdout, exitCode: out.exitCode };
 }
