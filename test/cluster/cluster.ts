@@ -43,7 +43,6 @@ export interface ClusterOptions {
 export interface ClusterNode extends NodeSpec {
   /** kubelet's credentials (system:node:<name>), for checks of what a node may do. */
   readonly kubeconfig: string;
-  readonly logFile: string;
 }
 
 export interface Cluster {
@@ -57,7 +56,7 @@ export interface Cluster {
 }
 
 /** NAME=PATH lines a build script prints with --print-paths. */
-export async function printedPaths(runner: Runner, script: string): Promise<Record<string, string>> {
+async function printedPaths(runner: Runner, script: string): Promise<Record<string, string>> {
   const out = await runner({ file: join(packageRoot(), script), args: ["--print-paths"] });
   return Object.fromEntries(out.stdout.trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
 }
@@ -202,7 +201,6 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       await testbed.exec(testbed.underlayNs, ["ip", "tuntap", "add", "dev", tap, "mode", "tap"]);
       await testbed.exec(testbed.underlayNs, ["ip", "link", "set", tap, "master", "br0", "up"]);
       const mac = `52:54:00:c1:00:${(0x10 + i).toString(16)}`;
-      const logFile = join(o.dir, `${spec.name}.log`);
       daemon(
         spec.name,
         [
@@ -232,7 +230,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
           },
         },
       );
-      nodes.push({ ...spec, kubeconfig: join(nodeDir, "kubelet.kubeconfig"), logFile });
+      nodes.push({ ...spec, kubeconfig: join(nodeDir, "kubelet.kubeconfig") });
     }
     await waitNodesReady(core, nodes, daemons, 15 * 60_000);
     return { api, testbed, nodes, kubectl: need("KUBECTL"), logs, stop };

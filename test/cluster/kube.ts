@@ -76,6 +76,25 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
   }
 }
 
+export interface PodJson {
+  readonly spec: { nodeName?: string };
+  readonly status: { phase?: string; podIP?: string };
+}
+
+/**
+ * Waits until pod `name` (namespace default) is Running with an address, or has Succeeded. A
+ * pod that ended otherwise is what the timeout names as its cause, with the pod's log.
+ */
+export async function waitForPod(name: string, phase: "Running" | "Succeeded", timeoutMs: number): Promise<PodJson> {
+  return waitFor(`pod ${name} ${phase}`, timeoutMs, async () => {
+    const p = JSON.parse((await kubectl(["get", "pod", name, "-n", "default", "-o", "json"])).stdout) as PodJson;
+    const ended = p.status.phase === "Failed" || (phase === "Running" && p.status.phase === "Succeeded");
+    if (ended) throw new Error(`pod ${name} ended ${p.status.phase}: ${(await kubectl(["logs", name, "-n", "default"], { okExitCodes: [1] })).stdout}`);
+    if (p.status.phase !== phase) return undefined;
+    return phase === "Succeeded" || p.status.podIP ? p : undefined;
+  });
+}
+
 /** In a test file: when a test fails, print the tail of every log of the cluster. */
 export function showLogsOnFailure(lines = 60): void {
   afterEach(async (ctx) => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Daemon } from "../netns/daemon.js";
 import { daemonPodOn, deployCloak, NAMESPACE } from "./deploy.js";
-import { cluster, hostRun, kubectl, showLogsOnFailure, waitFor } from "./kube.js";
+import { cluster, hostRun, kubectl, showLogsOnFailure, waitFor, waitForPod } from "./kube.js";
 
 /**
  * Pod to pod across nodes through netd's DaemonSet on the guests' kernel WireGuard, with the
@@ -20,10 +20,6 @@ const UDP_PORT = 8081;
 const STREAM_PORT = 8082;
 
 showLogsOnFailure();
-
-interface PodJson {
-  status: { phase?: string; podIP?: string };
-}
 
 /** A pod on `node` running a Node.js program in cloak's image (Debian's busybox has no UDP nc). */
 function nodePod(name: string, node: string, program: string): string {
@@ -63,10 +59,7 @@ setInterval(() => udp.send("seq-" + i++, ${STREAM_PORT}, "${server}"), 200);`;
 
 async function runningPod(name: string, manifest: string): Promise<string> {
   await kubectl(["apply", "-f", "-"], { input: manifest });
-  return waitFor(`pod ${name} Running`, 10 * 60_000, async () => {
-    const p = JSON.parse((await kubectl(["get", "pod", name, "-n", "default", "-o", "json"])).stdout) as PodJson;
-    return p.status.phase === "Running" && p.status.podIP ? p.status.podIP : undefined;
-  });
+  return (await waitForPod(name, "Running", 10 * 60_000)).status.podIP ?? "";
 }
 
 const logOf = async (name: string) => (await kubectl(["logs", name, "-n", "default"], { okExitCodes: [1] })).stdout;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { cluster, kubectl, kubectlAsNode, showLogsOnFailure, waitFor } from "./kube.js";
+import { cluster, kubectl, kubectlAsNode, showLogsOnFailure, waitFor, waitForPod } from "./kube.js";
 
 /**
  * The cluster itself, before anything of cloak's runs on it: each node registered by its own
@@ -13,10 +13,6 @@ import { cluster, kubectl, kubectlAsNode, showLogsOnFailure, waitFor } from "./k
 interface NodeJson {
   spec: { podCIDR?: string; taints?: { key: string }[] };
   status: { conditions: { type: string; status: string }[]; addresses: { type: string; address: string }[]; nodeInfo: { kubeletVersion: string; containerRuntimeVersion: string } };
-}
-interface PodJson {
-  spec: { nodeName?: string };
-  status: { phase?: string; podIP?: string };
 }
 
 showLogsOnFailure();
@@ -58,11 +54,7 @@ describe("the cluster", () => {
     };
     await kubectl(["apply", "-f", "-"], { input: JSON.stringify(pod) });
     try {
-      const running = await waitFor(`pod ${name} Running`, 5 * 60_000, async () => {
-        const p = JSON.parse((await kubectl(["get", "pod", name, "-n", "default", "-o", "json"])).stdout) as PodJson;
-        if (p.status.phase === "Failed" || p.status.phase === "Succeeded") throw new Error(`pod ended: ${p.status.phase}`);
-        return p.status.phase === "Running" ? p : undefined;
-      });
+      const running = await waitForPod(name, "Running", 5 * 60_000);
       const node = cluster().nodes.find((n) => n.name === running.spec.nodeName);
       expect(node, `scheduled onto ${running.spec.nodeName}`).toBeDefined();
       expect(inCidr(running.status.podIP ?? "", node?.podCIDR ?? "")).toBe(true);

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { daemonPodOn, deployCloak, NAMESPACE } from "./deploy.js";
-import { cluster, kubectl, showLogsOnFailure, waitFor } from "./kube.js";
+import { cluster, kubectl, showLogsOnFailure, waitFor, waitForPod } from "./kube.js";
 
 /**
  * What a cluster admin's users do with cloak's volumes, through kubelet: a claim of the
@@ -17,11 +17,6 @@ showLogsOnFailure();
 beforeAll(async () => {
   await deployCloak();
 }, 25 * 60_000);
-
-interface PodJson {
-  spec: { nodeName?: string };
-  status: { phase?: string };
-}
 
 /** A busybox pod on the claim `claim`, running `script` once. */
 function podOn(name: string, claim: string, script: string): string {
@@ -40,11 +35,7 @@ function podOn(name: string, claim: string, script: string): string {
 
 async function runToCompletion(name: string, manifest: string): Promise<{ log: string; node: string }> {
   await kubectl(["apply", "-f", "-"], { input: manifest });
-  const pod = await waitFor(`pod ${name} to finish`, 10 * 60_000, async () => {
-    const p = JSON.parse((await kubectl(["get", "pod", name, "-n", "default", "-o", "json"])).stdout) as PodJson;
-    if (p.status.phase === "Failed") throw new Error(`pod ${name} failed: ${(await kubectl(["logs", name, "-n", "default"], { okExitCodes: [1] })).stdout}`);
-    return p.status.phase === "Succeeded" ? p : undefined;
-  });
+  const pod = await waitForPod(name, "Succeeded", 10 * 60_000);
   const log = (await kubectl(["logs", name, "-n", "default"])).stdout;
   await kubectl(["delete", "pod", name, "-n", "default", "--wait=true", "--timeout=300s"], { timeoutMs: 320_000 });
   return { log, node: pod.spec.nodeName ?? "" };
