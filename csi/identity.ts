@@ -1,6 +1,5 @@
-import { status as GrpcStatus } from "@grpc/grpc-js";
 import type { Runner } from "../lib/exec.js";
-import { errorForStatus, FailedPreconditionError } from "../lib/errors.js";
+import { AbortedError, FailedPreconditionError } from "../lib/errors.js";
 import type { AsyncHandlers } from "../lib/grpc-handler.js";
 import type { IdentityHandlers } from "../proto/gen/csi/v1/Identity.js";
 import * as cryptsetup from "./luks/cryptsetup.js";
@@ -60,7 +59,7 @@ export function createIdentityService(options: IdentityOptions): AsyncHandlers<I
       // says nothing about the tools; it must not be reported as their absence.
       if (signal.aborted) {
         const why = signal.reason instanceof Error ? signal.reason.message : "the caller cancelled";
-        throw errorForStatus(GrpcStatus.CANCELLED, `the tool check stopped before every tool answered (${why}); not a verdict on the tools`);
+        throw new AbortedError(`the tool check stopped before every tool answered (${why}); not a verdict on the tools`);
       }
       if (missing.length > 0) throw new FailedPreconditionError(`required tools are missing or broken: ${missing.sort().join(", ")}`);
       toolsPresent = true;

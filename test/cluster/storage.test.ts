@@ -132,10 +132,11 @@ describe("cloak's volumes in a real cluster", () => {
       // A new pod reads the data back, and stays up while its claim is grown.
       await kubectl(["apply", "-f", "-"], { input: podOn("reader", claim, "cat /data/marker; exec sleep 3600") });
       await waitForPod("reader", "Running", 10 * 60_000);
-      await waitFor("the reader's log", 60_000, async () => {
+      const readBack = await waitFor("the reader's log", 60_000, async () => {
         const log = (await kubectl(["logs", "reader", "-n", "default"])).stdout.trim();
-        return log === "" ? undefined : expect(log).toBe(marker);
+        return log === "" ? undefined : log;
       });
+      expect(readBack).toBe(marker);
       // -P: one line per filesystem; busybox otherwise wraps after the long /dev/mapper name.
       const sizeKiB = async () => Number((await kubectl(["exec", "reader", "-n", "default", "--", "sh", "-c", "df -kP /data | awk 'NR==2{print $2}'"])).stdout.trim());
       const before = await sizeKiB();
